@@ -1,0 +1,8 @@
+//! Serving a stored file: which bytes a request asks for (Range, If-Range)
+//! and a body that streams them one chunk at a time.
+
+pub mod body;
+pub mod ranges;
+
+pub use body::{Segment, body_stream};
+pub use ranges::{RangeRequest, plan_ranges};

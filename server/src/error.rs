@@ -1,0 +1,83 @@
+//! The HTTP face of errors: every failure becomes a status and a JSON body
+//! `{"error": "..."}` that says what is wrong. Server faults are logged here;
+//! client mistakes are not.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::entry::ValidationError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("not logged in: POST /api/auth with the shared secret first")]
+    Unauthorized,
+    #[error("the shared secret is wrong")]
+    WrongSecret,
+    #[error("not found")]
+    NotFound,
+    #[error("the requested range is outside the file ({size} bytes)")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("the server's disk is full; the upload was discarded")]
+    InsufficientStorage,
+    #[error("the server is shutting down; try again shortly")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::BadRequest(e.0)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound => ApiError::NotFound,
+            e if e.is_disk_full() => {
+                tracing::error!(error = %e, "disk full");
+                ApiError::InsufficientStorage
+            }
+            e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized | ApiError::WrongSecret => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(msg) = &self {
+            tracing::error!(error = %msg, "request failed");
+        }
+        let mut response = (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response();
+        if let ApiError::RangeNotSatisfiable { size } = self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        response
+    }
+}

@@ -1,0 +1,131 @@
+//! share-server: a self-hosted file-share server (PicoShare's feature set)
+//! that stores files as chunks in SQLite with memory flat in file size.
+//!
+//! Module map:
+//! - [`config`]: flags and environment → [`config::ServerConfig`].
+//! - [`entry`]: ids, filename/note/expiration rules, the `Entry` model.
+//! - [`storage`]: all SQL (connections, migrations, entries, chunks, downloads, GC).
+//! - [`upload`]: streaming a request body into chunk rows through a bounded channel.
+//! - [`download`]: Range planning and the chunk-at-a-time response body.
+//! - [`live_uploads`]: uploads in progress, which GC must not touch.
+//! - [`auth`]: shared-secret login and signed session cookies.
+//! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer.
+//! - [`gc`]: the periodic collector task.
+//!
+//! [`Server::open`] then [`Server::run`] with a bound listener and a stop signal.
+
+pub mod auth;
+pub mod config;
+pub mod download;
+pub mod entry;
+pub mod error;
+pub mod gc;
+pub mod handlers;
+pub mod live_uploads;
+pub mod routes;
+pub mod state;
+pub mod storage;
+pub mod upload;
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Sessions;
+use crate::config::ServerConfig;
+use crate::live_uploads::LiveUploads;
+use crate::state::AppState;
+use crate::storage::{Db, StorageError, Store};
+
+/// Which allocator serves this binary (allocator features arrive with the
+/// memory-introspection work; until then it is the system's).
+pub const ALLOCATOR: &str = "system";
+
+/// `share-server --version` output.
+pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (allocator: system)");
+
+/// An opened server, ready to run.
+pub struct Server {
+    config: ServerConfig,
+    state: AppState,
+}
+
+impl Server {
+    /// Opens the database (migrating it) and prepares the shared state.
+    pub fn open(config: ServerConfig) -> Result<Server, StorageError> {
+        let store = Store::open(&config.db)?;
+        let state = AppState {
+            db: Db::new(store),
+            sessions: Arc::new(Sessions::new(
+                config.shared_secret.clone(),
+                config.behind_proxy,
+            )),
+            live_uploads: Arc::new(LiveUploads::default()),
+            tracker: TaskTracker::new(),
+            abort: CancellationToken::new(),
+            chunk_size: config.chunk_size,
+            behind_proxy: config.behind_proxy,
+        };
+        Ok(Server { config, state })
+    }
+
+    /// Serves until `shutdown` completes, then: stops accepting, lets
+    /// in-flight requests finish for `shutdown_timeout`, aborts the rest
+    /// (their partial uploads are removed), waits for background work and
+    /// checkpoints the database.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let Server { config, state } = self;
+        let stop_gc = CancellationToken::new();
+        let gc = tokio::spawn(gc::run(
+            state.db.clone(),
+            Arc::clone(&state.live_uploads),
+            config.gc_interval,
+            config.vacuum,
+            stop_gc.clone(),
+        ));
+
+        let stop_accepting = CancellationToken::new();
+        let app = routes::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
+            .into_future();
+        let mut serve = std::pin::pin!(serve);
+
+        let served = tokio::select! {
+            result = &mut serve => result,
+            () = shutdown => {
+                tracing::info!(drain = ?config.shutdown_timeout, "shutting down: draining requests");
+                stop_accepting.cancel();
+                match tokio::time::timeout(config.shutdown_timeout, &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(uploads = state.live_uploads.len(), "drain time over; aborting requests");
+                        state.abort.cancel();
+                        serve.await
+                    }
+                }
+            }
+        };
+
+        stop_gc.cancel();
+        let _ = gc.await;
+        state.tracker.close();
+        state.tracker.wait().await;
+        let db = state.db.clone();
+        match db.run(|s| s.checkpoint()).await {
+            Ok(()) => tracing::info!("database closed cleanly"),
+            Err(e) => {
+                tracing::warn!(error = %e, "final checkpoint failed; the WAL is replayed on next start")
+            }
+        }
+        served
+    }
+}

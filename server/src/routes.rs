@@ -1,0 +1,53 @@
+//! The route table and its layers; handlers live in `handlers/`.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::handlers::{auth, download, entries, health};
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/api/auth", post(auth::login).delete(auth::logout))
+        // Uploads read the body as a stream with no size cap (multi-GB files
+        // are the point); memory stays bounded by `upload` module constants.
+        .route(
+            "/api/entry",
+            post(entries::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/entry/{id}",
+            get(entries::get_entry)
+                .put(entries::edit)
+                .delete(entries::delete),
+        )
+        .route("/api/entry/{id}/downloads", get(entries::download_history))
+        .route("/api/entries", get(entries::list))
+        // `/-{id}`: matched as one segment and checked for the dash in the handler.
+        .route("/{token}", get(download::download))
+        .route("/{token}/{filename}", get(download::download_named))
+        .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            abort_on_shutdown,
+        ))
+        .with_state(state)
+}
+
+/// Ends a request with 503 once the shutdown drain time is over. Dropping the
+/// handler drops its upload, whose writer then removes the partial data.
+async fn abort_on_shutdown(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    tokio::select! {
+        response = next.run(request) => response,
+        () = state.abort.cancelled() => ApiError::ShuttingDown.into_response(),
+    }
+}

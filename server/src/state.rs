@@ -1,0 +1,26 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Sessions;
+use crate::live_uploads::LiveUploads;
+use crate::storage::Db;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub sessions: Arc<Sessions>,
+    pub live_uploads: Arc<LiveUploads>,
+    /// Blocking work that must finish before the database closes (upload
+    /// writers, clean-ups, download records).
+    pub tracker: TaskTracker,
+    /// Fires when the shutdown drain time is over: in-flight requests stop.
+    pub abort: CancellationToken,
+    /// Bytes per chunk for new uploads.
+    pub chunk_size: u64,
+    /// Trust X-Forwarded-For.
+    pub behind_proxy: bool,
+}

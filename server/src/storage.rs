@@ -1,0 +1,202 @@
+//! SQLite storage: one writer connection and a small pool of readers over one
+//! database file in WAL mode. All SQL lives under this module; every function
+//! here blocks and is called from `spawn_blocking` (see [`Db::run`]).
+//!
+//! Memory bounds (the point of the project): each connection's page cache is
+//! capped by `cache_size`, memory-mapped I/O is off so file pages are never
+//! charged to us as RSS, temp tables go to files, and the WAL is truncated
+//! after checkpoints by `journal_size_limit`.
+
+pub mod chunks;
+pub mod downloads;
+pub mod entries;
+pub mod gc;
+pub mod migrations;
+mod pool;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use pool::ReaderPool;
+
+/// Readers serve downloads and metadata reads concurrently (WAL readers never
+/// block the writer). Four covers a 2-core VM; more only adds page caches.
+pub const READER_CONNECTIONS: usize = 4;
+/// Page cache of the writer, in KiB (`PRAGMA cache_size=-N`). Inserting a
+/// 320 KiB chunk dirties ~80 pages; 2 MiB holds a few chunks of a transaction.
+pub const WRITER_CACHE_KIB: i64 = 2048;
+/// Page cache per reader, in KiB. A download touches each chunk's pages once,
+/// so caching more than one chunk buys nothing.
+pub const READER_CACHE_KIB: i64 = 512;
+/// Writers wait this long for a lock before failing. Parallel uploads take
+/// turns on short per-chunk transactions; 30 s absorbs a checkpoint or a GC batch.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The WAL file is truncated back to this size after a checkpoint, so one
+/// burst (a VACUUM, a big delete) does not leave a huge WAL on disk.
+pub const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
+/// Storage failures. `NotFound` and `DiskFull` are expected and mapped to
+/// 404 and 507; the rest are bugs or broken disks.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("not found")]
+    NotFound,
+    #[error("the disk holding the database is full ({context}): {source}")]
+    DiskFull {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("{context}: {source}")]
+    Sqlite {
+        context: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("opening database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "database schema version {found} is newer than this server knows ({known}); upgrade share-server"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("a storage task panicked")]
+    TaskPanicked,
+}
+
+impl StorageError {
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StorageError::DiskFull { .. })
+    }
+}
+
+/// Adds what we were doing to a rusqlite error, and sorts out a full disk.
+pub(crate) trait SqlContext<T> {
+    fn ctx(self, context: &'static str) -> Result<T, StorageError>;
+}
+
+impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, context: &'static str) -> Result<T, StorageError> {
+        self.map_err(|source| match source.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StorageError::DiskFull { context, source },
+            _ => StorageError::Sqlite { context, source },
+        })
+    }
+}
+
+/// The database: a writer behind a mutex (SQLite allows one writer at a time
+/// anyway; the mutex makes them queue in-process instead of spinning on
+/// SQLITE_BUSY) and a pool of readers.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: ReaderPool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies migrations and opens the readers.
+    pub fn open(path: &Path) -> Result<Store, StorageError> {
+        let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StorageError::Open {
+            path: path.to_owned(),
+            source: e,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
+        }
+        let mut writer = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
+        configure(&writer, WRITER_CACHE_KIB).map_err(|e| open_err(Box::new(e)))?;
+        migrations::apply(&mut writer)?;
+        let readers = (0..READER_CONNECTIONS)
+            .map(|_| {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                configure(&conn, READER_CACHE_KIB)?;
+                conn.pragma_update(None, "query_only", true)?;
+                Ok(conn)
+            })
+            .collect::<Result<Vec<_>, rusqlite::Error>>()
+            .map_err(|e| open_err(Box::new(e)))?;
+        Ok(Store {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: ReaderPool::new(readers),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer connection. Hold it only for one short transaction.
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the writer leaves SQLite itself consistent
+        // (an open transaction is rolled back on the next BEGIN failure), so
+        // a poisoned lock is still usable.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reader connection from the pool (waits for one to be free).
+    pub(crate) fn reader(&self) -> pool::PooledReader<'_> {
+        self.readers.get()
+    }
+
+    /// Checkpoints the WAL into the database and truncates it; called on shutdown
+    /// so the next start opens a small WAL.
+    pub fn checkpoint(&self) -> Result<(), StorageError> {
+        self.writer()
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .ctx("checkpointing the WAL")
+    }
+}
+
+/// Per-connection settings; see the constants above for why each value.
+fn configure(conn: &Connection, cache_kib: i64) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL in WAL mode never corrupts; completed uploads are made durable
+    // explicitly (see `entries::finish_upload`).
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
+    conn.pragma_update(None, "mmap_size", 0)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)?;
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    Ok(())
+}
+
+/// A cheap, cloneable handle that runs storage calls off the async workers.
+#[derive(Clone)]
+pub struct Db(Arc<Store>);
+
+impl Db {
+    pub fn new(store: Store) -> Self {
+        Db(Arc::new(store))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.0
+    }
+
+    /// Runs `f` on the blocking pool. SQLite calls block, so they never run on
+    /// tokio's async worker threads.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|_| StorageError::TaskPanicked)?
+    }
+}
+
+/// Milliseconds since the Unix epoch, our time unit in the database.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,230 @@
+//! Streaming uploads into chunk rows.
+//!
+//! The request task appends body bytes to a buffer of exactly one chunk; each
+//! full chunk goes through a bounded channel to a blocking writer thread that
+//! commits a few chunks per short transaction. Nothing else holds file bytes,
+//! so an upload's memory is bounded by
+//! `(1 + UPLOAD_QUEUE_CHUNKS + CHUNKS_PER_TRANSACTION) × chunk_size`
+//! (1.6 MiB at the default 320 KiB chunk), whatever the file size.
+//!
+//! The entry row is inserted as `uploading` before the first chunk and made
+//! `complete` by [`UploadSink::finish`]. If the request ends any other way
+//! (client abort, bad input, a storage error, shutdown), the writer removes
+//! the row and every chunk before it exits; a crash leaves them to GC.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::entry::{EntryId, content_type_for};
+use crate::live_uploads::{LiveUpload, LiveUploads};
+use crate::storage::entries::{self, FinishedUpload, NewUpload};
+use crate::storage::{Db, StorageError, Store, chunks};
+
+/// Full chunks waiting for the writer. Two lets the network read the next
+/// chunk while one commits, without letting a slow disk pile up memory.
+pub const UPLOAD_QUEUE_CHUNKS: usize = 2;
+/// Chunks per write transaction (taken only from what is already queued, so
+/// the writer never waits to fill a batch). Short transactions keep the WAL
+/// small and let parallel uploads and GC take turns.
+pub const CHUNKS_PER_TRANSACTION: usize = 2;
+/// Bytes kept from the start of the file for content-type sniffing.
+pub const SNIFF_BYTES: usize = 512;
+/// Attempts at a fresh random id before giving up (a clash is ~1e-17 likely).
+const ID_ATTEMPTS: usize = 5;
+
+/// The receiving end of one upload, held by the request task.
+pub struct UploadSink {
+    id: EntryId,
+    filename: String,
+    chunk_size: usize,
+    buf: BytesMut,
+    size: u64,
+    sniff: Vec<u8>,
+    chunks: Option<mpsc::Sender<Bytes>>,
+    finish: oneshot::Sender<FinishedUpload>,
+    writer: JoinHandle<Result<(), StorageError>>,
+}
+
+impl UploadSink {
+    /// Registers a new upload, inserts its `uploading` row and starts its writer.
+    pub async fn start(
+        db: &Db,
+        live: &Arc<LiveUploads>,
+        tracker: &TaskTracker,
+        mut upload: NewUpload,
+    ) -> Result<Self, StorageError> {
+        let mut attempt = 0;
+        let registration = loop {
+            attempt += 1;
+            let registration = live.register(upload.id.clone());
+            let row = upload.clone();
+            match db.run(move |s| entries::start_upload(s, &row)).await {
+                Ok(()) => break registration,
+                Err(StorageError::Sqlite { source, .. })
+                    if attempt < ID_ATTEMPTS
+                        && source.sqlite_error_code()
+                            == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+                {
+                    drop(registration);
+                    upload.id = EntryId::generate();
+                }
+                Err(e) => return Err(e),
+            }
+        };
+
+        let chunk_size = upload.chunk_size as usize;
+        let (chunk_tx, chunk_rx) = mpsc::channel(UPLOAD_QUEUE_CHUNKS);
+        let (finish_tx, finish_rx) = oneshot::channel();
+        let store = Arc::clone(db.store());
+        let writer =
+            tracker.spawn_blocking(move || write_chunks(&store, registration, chunk_rx, finish_rx));
+        Ok(UploadSink {
+            id: upload.id,
+            filename: upload.filename,
+            chunk_size,
+            buf: BytesMut::with_capacity(chunk_size),
+            size: 0,
+            sniff: Vec::new(),
+            chunks: Some(chunk_tx),
+            finish: finish_tx,
+            writer,
+        })
+    }
+
+    pub fn id(&self) -> &EntryId {
+        &self.id
+    }
+
+    /// Bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends body bytes; waits while the writer is behind (backpressure).
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), StorageError> {
+        if self.sniff.len() < SNIFF_BYTES {
+            let take = data.len().min(SNIFF_BYTES - self.sniff.len());
+            self.sniff.extend_from_slice(&data[..take]);
+        }
+        self.size += data.len() as u64;
+        while !data.is_empty() {
+            let take = data.len().min(self.chunk_size - self.buf.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == self.chunk_size {
+                self.send_buffered().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_buffered(&mut self) -> Result<(), StorageError> {
+        let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.chunk_size));
+        let sent = match &self.chunks {
+            Some(tx) => tx.send(full.freeze()).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The writer stopped early: it failed, and says why.
+        self.chunks = None;
+        match (&mut self.writer).await {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) | Err(_) => Err(StorageError::TaskPanicked),
+        }
+    }
+
+    /// Flushes the last partial chunk, completes the entry and returns its id.
+    pub async fn finish(
+        mut self,
+        note: Option<String>,
+        declared_type: Option<&str>,
+    ) -> Result<EntryId, StorageError> {
+        if !self.buf.is_empty() {
+            self.send_buffered().await?;
+        }
+        self.chunks = None; // end of the chunk stream
+        let done = FinishedUpload {
+            size: self.size,
+            content_type: content_type_for(&self.filename, &self.sniff, declared_type),
+            note,
+        };
+        if self.finish.send(done).is_err() {
+            tracing::debug!(id = %self.id, "writer ended before finish");
+        }
+        match self.writer.await {
+            Ok(Ok(())) => Ok(self.id),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StorageError::TaskPanicked),
+        }
+    }
+
+    /// Gives up: the writer removes the row and chunks; waits until it has.
+    pub async fn abort(self) {
+        let UploadSink {
+            chunks,
+            finish,
+            writer,
+            ..
+        } = self;
+        drop((chunks, finish));
+        let _ = writer.await;
+    }
+}
+
+/// The writer thread of one upload. Owns the upload's registration, so the
+/// upload counts as in progress until its rows are either complete or gone.
+fn write_chunks(
+    store: &Store,
+    registration: LiveUpload,
+    mut chunk_rx: mpsc::Receiver<Bytes>,
+    finish_rx: oneshot::Receiver<FinishedUpload>,
+) -> Result<(), StorageError> {
+    let id = registration.id().clone();
+    let result = (|| {
+        let mut next_index = 0u64;
+        let mut batch = Vec::with_capacity(CHUNKS_PER_TRANSACTION);
+        while let Some(first) = chunk_rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < CHUNKS_PER_TRANSACTION {
+                match chunk_rx.try_recv() {
+                    Ok(chunk) => batch.push(chunk),
+                    Err(_) => break,
+                }
+            }
+            chunks::insert(store, &id, next_index, &batch)?;
+            next_index += batch.len() as u64;
+            batch.clear();
+        }
+        match finish_rx.blocking_recv() {
+            Ok(done) => entries::finish_upload(store, &id, &done).map(|()| true),
+            Err(_) => Ok(false), // the request went away: client abort or rejected input
+        }
+    })();
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            remove_partial(store, &id);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "upload failed; removing its partial data");
+            remove_partial(store, &id);
+            Err(e)
+        }
+    }
+    // `registration` drops here, after the clean-up.
+}
+
+fn remove_partial(store: &Store, id: &EntryId) {
+    match entries::delete(store, id) {
+        Ok(()) | Err(StorageError::NotFound) => tracing::info!(%id, "removed a partial upload"),
+        // GC retries: the id leaves the live set when `registration` drops.
+        Err(e) => tracing::warn!(%id, error = %e, "could not remove a partial upload; GC will"),
+    }
+}
