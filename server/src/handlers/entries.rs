@@ -16,6 +16,11 @@ use crate::storage::entries::{self, EntryEdit, NewUpload};
 use crate::storage::now_millis;
 use crate::upload::UploadSink;
 
+/// After a failed upload, the rest of the body is read and dropped, up to this
+/// many bytes, before the error is sent: clients (curl, browsers) that are
+/// still sending often miss a response that arrives before their body is done.
+const MAX_DRAIN_BYTES: u64 = 64 << 20;
+
 /// A note part longer than this (bytes) is rejected while it is read: 4 bytes
 /// per character covers any UTF-8 note within [`MAX_NOTE_CHARS`].
 const MAX_NOTE_PART_BYTES: usize = MAX_NOTE_CHARS * 4;
@@ -61,8 +66,14 @@ pub async fn upload(
         }
     };
 
-    let mut parts = Parts::default();
+    let mut parts = Parts {
+        drain_budget: MAX_DRAIN_BYTES,
+        ..Parts::default()
+    };
     let received = receive_parts(&state, &mut multipart, expiration, &mut parts).await;
+    if received.is_err() && parts.drain_budget > 0 {
+        drain(&mut multipart, &mut parts.drain_budget).await;
+    }
     let Some(sink) = parts.sink else {
         received?;
         return Err(ApiError::BadRequest("the body has no `file` part".into()));
@@ -86,6 +97,9 @@ struct Parts {
     sink: Option<UploadSink>,
     declared_type: Option<String>,
     note: Option<String>,
+    /// Bytes still to drop after a failure; 0 once spent (the rest of the
+    /// body is then left unread and the connection closes).
+    drain_budget: u64,
 }
 
 async fn receive_parts(
@@ -95,38 +109,83 @@ async fn receive_parts(
     parts: &mut Parts,
 ) -> Result<(), ApiError> {
     while let Some(mut field) = multipart.next_field().await.map_err(bad_multipart)? {
-        match field.name() {
-            Some("file") => {
-                if parts.sink.is_some() {
-                    return Err(ApiError::BadRequest(
-                        "only one `file` part per upload".into(),
-                    ));
-                }
-                let filename = validate_filename(field.file_name().ok_or_else(|| {
-                    ApiError::BadRequest("the `file` part has no filename".into())
-                })?)?;
-                parts.declared_type = field.content_type().map(str::to_owned);
-                let upload = NewUpload {
-                    id: EntryId::generate(),
-                    filename,
-                    chunk_size: state.chunk_size,
-                    upload_time_ms: now_millis(),
-                    expiration,
-                };
-                let sink = parts.sink.insert(
-                    UploadSink::start(&state.db, &state.live_uploads, &state.tracker, upload)
-                        .await?,
-                );
-                while let Some(bytes) = field.chunk().await.map_err(bad_multipart)? {
-                    sink.write(&bytes).await?;
-                }
-            }
-            Some("note") => parts.note = Some(read_note(&mut field).await?),
+        let received = match field.name() {
+            Some("file") => receive_file(state, &mut field, expiration, parts).await,
+            Some("note") => read_note(&mut field)
+                .await
+                .map(|note| parts.note = Some(note)),
             // Unknown parts (a browser may add some) are read past, not kept.
-            _ => while field.chunk().await.map_err(bad_multipart)?.is_some() {},
+            _ => loop {
+                match field.chunk().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(bad_multipart(e)),
+                }
+            },
+        };
+        if let Err(e) = received {
+            drain_field(&mut field, &mut parts.drain_budget).await;
+            return Err(e);
         }
     }
     Ok(())
+}
+
+/// Streams the `file` part into a new upload.
+async fn receive_file(
+    state: &AppState,
+    field: &mut Field<'_>,
+    expiration: Expiration,
+    parts: &mut Parts,
+) -> Result<(), ApiError> {
+    if parts.sink.is_some() {
+        return Err(ApiError::BadRequest(
+            "only one `file` part per upload".into(),
+        ));
+    }
+    let filename = validate_filename(
+        field
+            .file_name()
+            .ok_or_else(|| ApiError::BadRequest("the `file` part has no filename".into()))?,
+    )?;
+    parts.declared_type = field.content_type().map(str::to_owned);
+    let upload = NewUpload {
+        id: EntryId::generate(),
+        filename,
+        chunk_size: state.chunk_size,
+        upload_time_ms: now_millis(),
+        expiration,
+    };
+    let sink = parts
+        .sink
+        .insert(UploadSink::start(&state.db, &state.live_uploads, &state.tracker, upload).await?);
+    while let Some(bytes) = field.chunk().await.map_err(bad_multipart)? {
+        sink.write(&bytes).await?;
+    }
+    Ok(())
+}
+
+/// Reads and drops what is left of a multipart body within `budget` bytes.
+async fn drain(multipart: &mut Multipart, budget: &mut u64) {
+    while *budget > 0
+        && let Ok(Some(mut field)) = multipart.next_field().await
+    {
+        drain_field(&mut field, budget).await;
+    }
+}
+
+/// Reads and drops the rest of one part within `budget` bytes; sets the
+/// budget to 0 if the part is longer (so nothing skips through it later).
+async fn drain_field(field: &mut Field<'_>, budget: &mut u64) {
+    while let Ok(Some(chunk)) = field.chunk().await {
+        match budget.checked_sub(chunk.len() as u64) {
+            Some(left) if left > 0 => *budget = left,
+            _ => {
+                *budget = 0;
+                return;
+            }
+        }
+    }
 }
 
 /// Reads a `note` part, refusing it as soon as it is too long.

@@ -1,0 +1,309 @@
+//! Shared harness for the integration tests: starts the real `share-server`
+//! binary on an ephemeral port with a temp database, logs in, streams
+//! deterministic uploads and checks downloads against them.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+
+pub const SECRET: &str = "test-secret-correct-horse";
+pub const CHUNK: u64 = 327_680;
+/// Deterministic content is generated in blocks of this size (random access for ranges).
+const BLOCK: u64 = 64 * 1024;
+
+/// A temp directory holding the database; outlives server restarts.
+pub struct DataDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl DataDir {
+    pub fn new() -> Self {
+        DataDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("data").join("store.db")
+    }
+
+    /// A direct connection to the server's database, for checking what is stored.
+    pub fn sql(&self) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        conn.busy_timeout(Duration::from_secs(30))
+            .expect("busy timeout");
+        conn
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.sql()
+            .query_row(sql, [], |r| r.get(0))
+            .expect("count query")
+    }
+}
+
+/// A running `share-server`.
+pub struct TestServer {
+    child: Child,
+    pub base: String,
+    pub log: PathBuf,
+    pub http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl TestServer {
+    /// Starts the server on `dir`'s database with extra flags, and waits until it listens.
+    pub fn start(dir: &DataDir, args: &[&str]) -> Self {
+        Self::start_with_db(dir.db().as_path(), dir.dir.path(), args)
+    }
+
+    pub fn start_with_db(db: &Path, log_dir: &Path, args: &[&str]) -> Self {
+        let log = log_dir.join(format!("server-{}.log", unique()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_share-server"))
+            .arg("--db")
+            .arg(db)
+            .args(["--port", "0", "--listen", "127.0.0.1"])
+            .args(args)
+            .env("PS_SHARED_SECRET", SECRET)
+            .env_remove("PS_SHARED_SECRET_FILE")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn share-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read stdout");
+        let Some(base) = line.trim().strip_prefix("share-server listening on ") else {
+            let _ = child.kill();
+            panic!(
+                "server did not start; stdout {line:?}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        TestServer {
+            child,
+            base: base.to_owned(),
+            log,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
+            cookie: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn login(&mut self) {
+        let res = self
+            .http
+            .post(self.url("/api/auth"))
+            .json(&serde_json::json!({ "sharedSecret": SECRET }))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(res.status(), 200, "login");
+        let cookie = res
+            .headers()
+            .get("set-cookie")
+            .expect("session cookie")
+            .to_str()
+            .expect("ascii cookie");
+        self.cookie = Some(cookie.split(';').next().expect("cookie pair").to_owned());
+    }
+
+    /// A request with the session cookie (if logged in).
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let rb = self.http.request(method, self.url(path));
+        match &self.cookie {
+            Some(c) => rb.header("cookie", c),
+            None => rb,
+        }
+    }
+
+    /// Uploads `size` bytes of pattern `seed` as `name`; returns the response.
+    pub async fn upload(&self, seed: u64, size: u64, name: &str, query: &str) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new()
+            .part("file", pattern_part(seed, size, name, None))
+            .text("note", "from the tests");
+        self.req(reqwest::Method::POST, &format!("/api/entry{query}"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Uploads and returns the new id, asserting success.
+    pub async fn upload_ok(&self, seed: u64, size: u64, name: &str) -> String {
+        let res = self.upload(seed, size, name, "").await;
+        let status = res.status();
+        let body = res.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "upload failed: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Downloads `/-{id}` whole and returns (length, SHA-256 hex).
+    pub async fn download_hash(&self, id: &str) -> (u64, String) {
+        let res = self
+            .http
+            .get(self.url(&format!("/-{id}")))
+            .send()
+            .await
+            .expect("download");
+        assert_eq!(res.status(), 200);
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        let mut body = res.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.expect("body chunk");
+            len += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        (len, hex::encode(hasher.finalize()))
+    }
+
+    /// Sends a signal and waits for the exit (SIGKILL after `deadline`).
+    pub fn stop_with(&mut self, signal: Signal, deadline: Duration) -> ExitStatus {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            if start.elapsed() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not exit within {deadline:?} after {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A field of `/proc/<pid>/status` in KiB (VmHWM, VmRSS, ...).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or_else(|| panic!("{field} not in /proc status"))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// One 64 KiB block of the deterministic pattern (splitmix64 seeded by seed and block).
+fn block(seed: u64, index: u64) -> Vec<u8> {
+    let mut state =
+        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut out = Vec::with_capacity(BLOCK as usize);
+    while out.len() < BLOCK as usize {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out
+}
+
+/// Bytes `start..end` of pattern `seed`.
+pub fn pattern_slice(seed: u64, start: u64, end: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity((end - start) as usize);
+    let mut pos = start;
+    while pos < end {
+        let b = block(seed, pos / BLOCK);
+        let from = (pos % BLOCK) as usize;
+        let to = ((end - pos) + from as u64).min(BLOCK) as usize;
+        out.extend_from_slice(&b[from..to]);
+        pos += (to - from) as u64;
+    }
+    out
+}
+
+/// SHA-256 hex of the first `size` bytes of pattern `seed`.
+pub fn pattern_sha256(seed: u64, size: u64) -> String {
+    let mut hasher = Sha256::new();
+    let mut pos = 0;
+    while pos < size {
+        let end = (pos + BLOCK).min(size);
+        hasher.update(&block(seed, pos / BLOCK)[..(end - pos) as usize]);
+        pos = end;
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// A stream of pattern `seed` (`size` bytes) generated on the fly; `sent`
+/// counts bytes handed to the client.
+pub fn pattern_stream(
+    seed: u64,
+    size: u64,
+    sent: Option<Arc<AtomicU64>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::iter((0..size.div_ceil(BLOCK)).map(move |i| {
+        let mut b = block(seed, i);
+        b.truncate((size - i * BLOCK).min(BLOCK) as usize);
+        if let Some(sent) = &sent {
+            sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        Ok(Bytes::from(b))
+    }))
+}
+
+pub fn pattern_part(
+    seed: u64,
+    size: u64,
+    name: &str,
+    sent: Option<Arc<AtomicU64>>,
+) -> reqwest::multipart::Part {
+    reqwest::multipart::Part::stream_with_length(
+        reqwest::Body::wrap_stream(pattern_stream(seed, size, sent)),
+        size,
+    )
+    .file_name(name.to_owned())
+    .mime_str("application/octet-stream")
+    .expect("mime")
+}
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
