@@ -57,20 +57,14 @@ pub async fn upload(
             e.body_text()
         ))
     })?;
-    let now = chrono::Utc::now();
-    let expiration = match params.expiration.as_deref() {
-        Some(s) if !s.is_empty() => Expiration::parse(s, now)?,
-        _ => {
-            let days = state.db.run(entries::default_expiration_days).await?;
-            Expiration::days_after(days, now)
-        }
-    };
-
     let mut parts = Parts {
         drain_budget: MAX_DRAIN_BYTES,
         ..Parts::default()
     };
-    let received = receive_parts(&state, &mut multipart, expiration, &mut parts).await;
+    let received = match upload_expiration(&state, params.expiration.as_deref()).await {
+        Ok(expiration) => receive_parts(&state, &mut multipart, expiration, &mut parts).await,
+        Err(e) => Err(e),
+    };
     if received.is_err() && parts.drain_budget > 0 {
         drain(&mut multipart, &mut parts.drain_budget).await;
     }
@@ -87,6 +81,18 @@ pub async fn upload(
         Err(e) => {
             sink.abort().await;
             Err(e)
+        }
+    }
+}
+
+/// `?expiration=` if given, else the default from the settings.
+async fn upload_expiration(state: &AppState, param: Option<&str>) -> Result<Expiration, ApiError> {
+    let now = chrono::Utc::now();
+    match param {
+        Some(s) if !s.is_empty() => Ok(Expiration::parse(s, now)?),
+        _ => {
+            let days = state.db.run(entries::default_expiration_days).await?;
+            Ok(Expiration::days_after(days, now))
         }
     }
 }
