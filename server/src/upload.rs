@@ -46,7 +46,8 @@ pub struct UploadSink {
     sniff: Vec<u8>,
     chunks: Option<mpsc::Sender<Bytes>>,
     finish: oneshot::Sender<FinishedUpload>,
-    writer: JoinHandle<Result<(), StorageError>>,
+    /// `None` once awaited (after the writer stopped early with an error).
+    writer: Option<JoinHandle<Result<(), StorageError>>>,
 }
 
 impl UploadSink {
@@ -91,7 +92,7 @@ impl UploadSink {
             sniff: Vec::new(),
             chunks: Some(chunk_tx),
             finish: finish_tx,
-            writer,
+            writer: Some(writer),
         })
     }
 
@@ -133,10 +134,13 @@ impl UploadSink {
         }
         // The writer stopped early: it failed, and says why.
         self.chunks = None;
-        match (&mut self.writer).await {
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(())) | Err(_) => Err(StorageError::TaskPanicked),
-        }
+        Err(match self.writer.take() {
+            Some(writer) => writer_outcome(writer)
+                .await
+                .err()
+                .unwrap_or(StorageError::TaskPanicked),
+            None => StorageError::TaskPanicked,
+        })
     }
 
     /// Flushes the last partial chunk, completes the entry and returns its id.
@@ -157,10 +161,9 @@ impl UploadSink {
         if self.finish.send(done).is_err() {
             tracing::debug!(id = %self.id, "writer ended before finish");
         }
-        match self.writer.await {
-            Ok(Ok(())) => Ok(self.id),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(StorageError::TaskPanicked),
+        match self.writer.take() {
+            Some(writer) => writer_outcome(writer).await.map(|()| self.id),
+            None => Err(StorageError::TaskPanicked),
         }
     }
 
@@ -173,8 +176,14 @@ impl UploadSink {
             ..
         } = self;
         drop((chunks, finish));
-        let _ = writer.await;
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
     }
+}
+
+async fn writer_outcome(writer: JoinHandle<Result<(), StorageError>>) -> Result<(), StorageError> {
+    writer.await.map_err(|_| StorageError::TaskPanicked)?
 }
 
 /// The writer thread of one upload. Owns the upload's registration, so the
