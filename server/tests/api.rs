@@ -1,5 +1,6 @@
 //! The JSON API over real HTTP: login, bad input (clear errors, nothing
 //! stored, server still up), edits, deletes, expiration defaults.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 

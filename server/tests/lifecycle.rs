@@ -1,5 +1,6 @@
 //! Faults and the life of stored data: expiry and GC, client aborts,
 //! SIGKILL mid-upload, graceful shutdown, a full disk.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
@@ -141,7 +142,7 @@ async fn cookie(server: &TestServer) -> String {
 async fn a_client_that_disconnects_mid_upload_leaves_nothing() {
     let dir = DataDir::new();
     let server = TestServer::start(&dir, &[]);
-    let sock = partial_upload(&server, &dir, 500_000_000, 20_000_000).await;
+    let sock = partial_upload(&server, 500_000_000, 20_000_000).await;
     common::eventually(WAIT, "chunks of the partial upload are written", || {
         dir.count("SELECT COUNT(*) FROM entries_data") > 10
     })
@@ -172,7 +173,7 @@ async fn sigkill_mid_upload_then_restart_recovers() {
     server.login().await;
     let done = server.upload_ok(3, 3_000_000, "done.bin").await;
 
-    let _sock = partial_upload(&server, &dir, 500_000_000, 20_000_000).await;
+    let _sock = partial_upload(&server, 500_000_000, 20_000_000).await;
     common::eventually(WAIT, "chunks of the partial upload are written", || {
         dir.count("SELECT COUNT(*) FROM entries_data WHERE id IN (SELECT id FROM entries WHERE state = 'uploading')")
             > 10
@@ -247,7 +248,7 @@ async fn sigterm_drains_then_aborts_and_closes_cleanly() {
     let done = server.upload_ok(4, 2_000_000, "done.bin").await;
 
     // An upload that would never finish on its own.
-    let sock = partial_upload(&server, &dir, 500_000_000, 5_000_000).await;
+    let sock = partial_upload(&server, 500_000_000, 5_000_000).await;
     common::eventually(WAIT, "the slow upload has started", || {
         dir.count("SELECT COUNT(*) FROM entries WHERE state = 'uploading'") == 1
     })

@@ -1,5 +1,6 @@
 //! Uploads and downloads over real HTTP: a 200 MB streamed round trip,
 //! ranges in every form, HEAD, conditional requests and download records.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
