@@ -92,13 +92,7 @@ async fn gc_never_touches_an_upload_in_progress() {
 
 /// Starts a raw HTTP upload that announces `announced` body bytes, sends
 /// `send` of them, and returns the open socket.
-async fn partial_upload(
-    server: &TestServer,
-    cookie_dir: &DataDir,
-    announced: u64,
-    send: u64,
-) -> tokio::net::TcpStream {
-    let _ = cookie_dir;
+async fn partial_upload(server: &TestServer, announced: u64, send: u64) -> tokio::net::TcpStream {
     let addr = server.base.trim_start_matches("http://");
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"partial.bin\"\r\n\
