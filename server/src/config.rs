@@ -12,6 +12,11 @@ pub const CHUNK_SIZE_RANGE: std::ops::RangeInclusive<u64> = 4096..=(16 << 20);
 /// The reference server's chunk size (the story's 327,680 bytes).
 pub const DEFAULT_CHUNK_SIZE: u64 = 327_680;
 
+/// Room for the WAL pages of removing a failed upload on a full disk:
+/// deleting 64 chunks per transaction writes a few pages, so 8 MiB covers
+/// the clean-up of uploads of many GB.
+pub const DEFAULT_DISK_RESERVE: u64 = 8 << 20;
+
 /// share-server: a self-hosted file-share server that stores files as chunks
 /// in SQLite and keeps memory flat in file size.
 #[derive(Debug, Parser)]
@@ -48,6 +53,10 @@ pub struct Cli {
     #[arg(long, env = "PS_CHUNK_SIZE", default_value_t = DEFAULT_CHUNK_SIZE,
           value_parser = clap::value_parser!(u64).range(*CHUNK_SIZE_RANGE.start()..=*CHUNK_SIZE_RANGE.end()))]
     pub chunk_size: u64,
+    /// Bytes kept free in a reserve file beside the database (`<db>.reserve`),
+    /// released on a full disk so failed uploads can still be removed. 0 disables.
+    #[arg(long, env = "PS_DISK_RESERVE", default_value_t = DEFAULT_DISK_RESERVE)]
+    pub disk_reserve: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests may finish before they are aborted.
     #[arg(long, env = "PS_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
@@ -62,6 +71,7 @@ pub struct ServerConfig {
     pub gc_interval: Duration,
     pub vacuum: bool,
     pub chunk_size: u64,
+    pub disk_reserve: u64,
     pub shutdown_timeout: Duration,
 }
 
@@ -109,6 +119,7 @@ impl Cli {
             gc_interval: self.gc_interval,
             vacuum: self.vacuum,
             chunk_size: self.chunk_size,
+            disk_reserve: self.disk_reserve,
             shutdown_timeout: self.shutdown_timeout,
         })
     }

@@ -57,7 +57,7 @@ pub struct Server {
 impl Server {
     /// Opens the database (migrating it) and prepares the shared state.
     pub fn open(config: ServerConfig) -> Result<Server, StorageError> {
-        let store = Store::open(&config.db)?;
+        let store = Store::open(&config.db, config.disk_reserve)?;
         let state = AppState {
             db: Db::new(store),
             sessions: Arc::new(Sessions::new(

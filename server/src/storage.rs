@@ -13,6 +13,7 @@ pub mod entries;
 pub mod gc;
 pub mod migrations;
 mod pool;
+pub mod reserve;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,6 +22,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use pool::ReaderPool;
+use reserve::DiskReserve;
 
 /// Readers serve downloads and metadata reads concurrently (WAL readers never
 /// block the writer). Four covers a 2-core VM; more only adds page caches.
@@ -94,11 +96,13 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: ReaderPool,
+    reserve: DiskReserve,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database, applies migrations and opens the readers.
-    pub fn open(path: &Path) -> Result<Store, StorageError> {
+    /// Opens (creating if needed) the database, applies migrations, opens the
+    /// readers and fills a disk reserve of `reserve_bytes` beside the database.
+    pub fn open(path: &Path, reserve_bytes: u64) -> Result<Store, StorageError> {
         let open_err = |e: Box<dyn std::error::Error + Send + Sync>| StorageError::Open {
             path: path.to_owned(),
             source: e,
@@ -121,11 +125,35 @@ impl Store {
             })
             .collect::<Result<Vec<_>, rusqlite::Error>>()
             .map_err(|e| open_err(Box::new(e)))?;
-        Ok(Store {
+        let store = Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: ReaderPool::new(readers),
-        })
+            reserve: DiskReserve::new(sidecar(path, "reserve"), reserve_bytes),
+        };
+        // On a full disk the server still starts, without its reserve.
+        store.refill_reserve();
+        Ok(store)
+    }
+
+    /// Recreates the disk reserve if it was used and space allows.
+    pub fn refill_reserve(&self) {
+        if let Err(e) = self.reserve.fill() {
+            tracing::warn!(error = %e, "cannot create the disk reserve (disk full?)");
+        }
+    }
+
+    /// Runs `f`; if the disk is full and the reserve was still there, frees
+    /// it and runs `f` once more. For clean-up work that must not fail on a
+    /// full disk.
+    pub fn with_reserve<T>(
+        &self,
+        f: impl Fn() -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match f() {
+            Err(e) if e.is_disk_full() && self.reserve.release() => f(),
+            other => other,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -152,6 +180,14 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .ctx("checkpointing the WAL")
     }
+}
+
+/// `<db file name>.<suffix>` beside the database.
+fn sidecar(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    db.with_file_name(name)
 }
 
 /// Per-connection settings; see the constants above for why each value.

@@ -231,7 +231,7 @@ fn write_chunks(
 }
 
 fn remove_partial(store: &Store, id: &EntryId) {
-    match entries::delete(store, id) {
+    match store.with_reserve(|| entries::delete(store, id)) {
         Ok(()) | Err(StorageError::NotFound) => tracing::info!(%id, "removed a partial upload"),
         // GC retries: the id leaves the live set when `registration` drops.
         Err(e) => tracing::warn!(%id, error = %e, "could not remove a partial upload; GC will"),

@@ -100,7 +100,10 @@ pub fn delete_complete(store: &Store, id: &EntryId) -> Result<(), StorageError> 
     if !is_complete {
         return Err(StorageError::NotFound);
     }
-    delete(store, id)
+    // Deleting is how people make room: it must work on a full disk.
+    store.with_reserve(|| delete(store, id))?;
+    store.refill_reserve();
+    Ok(())
 }
 
 const ENTRY_COLUMNS: &str = "e.id, e.filename, e.content_type, e.size, e.note, e.upload_time_ms,

@@ -63,8 +63,9 @@ pub fn collect(store: &Store, live: &LiveUploads, now_ms: i64) -> Result<GcRepor
         None,
     )?;
     for id in &orphans {
-        report.orphan_chunks += chunks::delete_all(store, id)?;
+        report.orphan_chunks += store.with_reserve(|| chunks::delete_all(store, id))?;
     }
+    store.refill_reserve();
     Ok(report)
 }
 
