@@ -800,7 +800,8 @@ impl Report {
 }
 
 fn row(name: &str, measured: &str, target: &str, result: &str) {
-    println!("  {name:<34} {measured:>12}  {target:>14}  {result}");
+    let line = format!("  {name:<34} {measured:>12}  {target:>14}  {result}");
+    println!("{}", line.trim_end());
 }
 
 fn mbps(rate: Rate) -> String {
