@@ -87,7 +87,9 @@ pub fn locate(proc_cgroup: &str, root: &Path) -> Result<Cgroup> {
     let mut unified = None;
     for line in proc_cgroup.lines() {
         let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
             continue;
         };
         if controllers.split(',').any(|c| c == "memory") {
@@ -107,7 +109,8 @@ pub fn locate(proc_cgroup: &str, root: &Path) -> Result<Cgroup> {
             dir: existing_or_mount(root, &path),
         }),
         _ => Err(Error::NoCgroup(
-            "no memory controller in /proc/self/cgroup and no cgroup v2 mount at /sys/fs/cgroup".into(),
+            "no memory controller in /proc/self/cgroup and no cgroup v2 mount at /sys/fs/cgroup"
+                .into(),
         )),
     }
 }

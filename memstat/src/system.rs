@@ -41,13 +41,13 @@ mod tests {
 
     #[test]
     fn parses_meminfo_in_bytes() {
-        // Captured on the 2-core development machine.
+        // Captured on the 2-core development machine (Writeback edited to be non-zero).
         let m = parse_meminfo(include_str!("../testdata/meminfo.txt")).unwrap();
         assert_eq!(m.mem_total_bytes, 24684092 * 1024);
         assert_eq!(m.mem_available_bytes, 23978072 * 1024);
         assert_eq!(m.cached_bytes, 3220952 * 1024);
         assert_eq!(m.dirty_bytes, 155852 * 1024);
-        assert_eq!(m.writeback_bytes, 0 * 1024);
+        assert_eq!(m.writeback_bytes, 1234 * 1024);
     }
 
     #[test]

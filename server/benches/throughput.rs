@@ -384,7 +384,14 @@ impl ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_share-server"))
             .arg("--db")
             .arg(&db)
-            .args(["--port", "0", "--listen", "127.0.0.1"])
+            .args([
+                "--port",
+                "0",
+                "--listen",
+                "127.0.0.1",
+                "--debug-listen",
+                "off",
+            ])
             .args(["--chunk-size", &CHUNK_SIZE.to_string()])
             .env("PS_SHARED_SECRET", SECRET)
             // Warnings and errors still reach our stderr; info lines would

@@ -1,6 +1,6 @@
 //! Command-line flags and environment, resolved into a [`ServerConfig`].
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ pub const DEFAULT_DISK_RESERVE: u64 = 8 << 20;
 /// share-server: a self-hosted file-share server that stores files as chunks
 /// in SQLite and keeps memory flat in file size.
 #[derive(Debug, Parser)]
-#[command(version = crate::VERSION_LINE, about)]
+#[command(version = crate::allocator::VERSION_LINE, about)]
 pub struct Cli {
     /// SQLite database file (its directory is created).
     #[arg(long, env = "PS_DB", default_value = "data/store.db")]
@@ -57,9 +57,31 @@ pub struct Cli {
     /// released on a full disk so failed uploads can still be removed. 0 disables.
     #[arg(long, env = "PS_DISK_RESERVE", default_value_t = DEFAULT_DISK_RESERVE)]
     pub disk_reserve: u64,
+    /// Address of the debug listener (`/debug/stats`, `/metrics`,
+    /// `/debug/pprof/heap`), or `off`. Loopback by default so it is never
+    /// public by accident (Go's pprof convention).
+    #[arg(long, env = "PS_DEBUG_LISTEN", default_value = "127.0.0.1:6060", value_parser = parse_debug_listen)]
+    pub debug_listen: DebugListen,
+    /// Where dhat-heap builds write their profile on graceful shutdown.
+    #[cfg(feature = "dhat-heap")]
+    #[arg(long, env = "PS_DHAT_FILE", default_value = "dhat-heap.json")]
+    pub dhat_file: PathBuf,
     /// On SIGTERM/SIGINT, how long in-flight requests may finish before they are aborted.
     #[arg(long, env = "PS_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
+}
+
+/// `--debug-listen`: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugListen(pub Option<SocketAddr>);
+
+fn parse_debug_listen(s: &str) -> Result<DebugListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(DebugListen(None));
+    }
+    s.parse()
+        .map(|a| DebugListen(Some(a)))
+        .map_err(|_| format!("expected ADDR:PORT (e.g. 127.0.0.1:6060) or `off`, got {s:?}"))
 }
 
 /// Everything the server needs, resolved.
@@ -159,6 +181,15 @@ mod tests {
         assert_eq!(cli.chunk_size, DEFAULT_CHUNK_SIZE);
         assert_eq!(cli.gc_interval, Duration::from_secs(7 * 3600));
         assert!(!cli.vacuum);
+        assert_eq!(
+            cli.debug_listen,
+            DebugListen(Some("127.0.0.1:6060".parse().unwrap()))
+        );
+        assert_eq!(
+            parse(&["--debug-listen", "off"]).debug_listen,
+            DebugListen(None)
+        );
+        assert!(Cli::try_parse_from(["s", "--debug-listen", "6060"]).is_err());
         assert!(Cli::try_parse_from(["s", "--chunk-size", "10"]).is_err());
         assert!(
             parse(&["--shared-secret", "x", "--gc-interval", "0s"])

@@ -7,12 +7,14 @@ use std::time::Duration;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::counters::Counters;
 use crate::live_uploads::LiveUploads;
 use crate::storage::{Db, gc, now_millis};
 
 pub async fn run(
     db: Db,
     live: Arc<LiveUploads>,
+    counters: Arc<Counters>,
     every: Duration,
     vacuum: bool,
     stop: CancellationToken,
@@ -25,7 +27,14 @@ pub async fn run(
             _ = ticker.tick() => {}
         }
         let live = Arc::clone(&live);
-        match db.run(move |s| gc::collect(s, &live, now_millis())).await {
+        let started = std::time::Instant::now();
+        let result = db.run(move |s| gc::collect(s, &live, now_millis())).await;
+        Counters::add(&counters.gc_runs, 1);
+        counters.last_gc_duration_micros.store(
+            started.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        match result {
             Ok(report) => tracing::info!(?report, "garbage collection done"),
             Err(e) => {
                 tracing::warn!(error = %e, "garbage collection failed; retrying next interval")

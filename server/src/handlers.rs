@@ -2,6 +2,7 @@
 //! calls on `storage`, `upload` and `download`, and results into responses.
 
 pub mod auth;
+pub mod debug;
 pub mod download;
 pub mod entries;
 pub mod health;

@@ -11,19 +11,25 @@
 //! - [`auth`]: shared-secret login and signed session cookies.
 //! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer.
 //! - [`gc`]: the periodic collector task.
+//! - [`allocator`], [`stats`], [`counters`], [`metrics`]: memory introspection
+//!   (`/debug/stats`, `/metrics`, heap profiles) on the debug listener.
 //!
-//! [`Server::open`] then [`Server::run`] with a bound listener and a stop signal.
+//! [`Server::open`] then [`Server::run`] with bound listeners and a stop signal.
 
+pub mod allocator;
 pub mod auth;
 pub mod config;
+pub mod counters;
 pub mod download;
 pub mod entry;
 pub mod error;
 pub mod gc;
 pub mod handlers;
 pub mod live_uploads;
+pub mod metrics;
 pub mod routes;
 pub mod state;
+pub mod stats;
 pub mod storage;
 pub mod upload;
 
@@ -37,6 +43,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Sessions;
 use crate::config::ServerConfig;
+use crate::counters::Counters;
 use crate::live_uploads::LiveUploads;
 use crate::state::AppState;
 use crate::storage::{Db, StorageError, Store};
@@ -69,17 +76,27 @@ impl Server {
             abort: CancellationToken::new(),
             chunk_size: config.chunk_size,
             behind_proxy: config.behind_proxy,
+            counters: Arc::new(Counters::default()),
+            cgroup: match memstat::cgroup::Cgroup::of_process(None) {
+                Ok(cg) => Some(Arc::new(cg)),
+                Err(e) => {
+                    tracing::info!(reason = %e, "no memory cgroup; /debug/stats reports it as null");
+                    None
+                }
+            },
         };
         Ok(Server { config, state })
     }
 
-    /// Serves until `shutdown` completes, then: stops accepting, lets
+    /// Serves `listener` (and the debug routes on `debug`, if given) until
+    /// `shutdown` completes, then: stops accepting, lets
     /// in-flight requests finish for `shutdown_timeout`, aborts the rest
     /// (their partial uploads are removed), waits for background work and
     /// checkpoints the database.
     pub async fn run(
         self,
         listener: TcpListener,
+        debug: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
         let Server { config, state } = self;
@@ -87,12 +104,18 @@ impl Server {
         let gc = tokio::spawn(gc::run(
             state.db.clone(),
             Arc::clone(&state.live_uploads),
+            Arc::clone(&state.counters),
             config.gc_interval,
             config.vacuum,
             stop_gc.clone(),
         ));
 
         let stop_accepting = CancellationToken::new();
+        let debug_server = debug.map(|debug| {
+            let app = routes::debug_router(state.clone());
+            let stop = stop_accepting.clone().cancelled_owned();
+            tokio::spawn(async move { axum::serve(debug, app).with_graceful_shutdown(stop).await })
+        });
         let app = routes::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
@@ -117,6 +140,13 @@ impl Server {
 
         stop_gc.cancel();
         let _ = gc.await;
+        if let Some(debug_server) = debug_server {
+            match debug_server.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "debug listener failed"),
+                Err(e) => tracing::warn!(error = %e, "debug listener task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
         state.tracker.close();
         state.tracker.wait().await;
         let db = state.db.clone();

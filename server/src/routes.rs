@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::error::ApiError;
-use crate::handlers::{auth, download, entries, health};
+use crate::handlers::{auth, debug, download, entries, health};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -36,6 +36,17 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             abort_on_shutdown,
         ))
+        .with_state(state)
+}
+
+/// Routes of the debug listener; never mounted on the main port.
+pub fn debug_router(state: AppState) -> Router {
+    Router::new()
+        .route("/debug/stats", get(debug::stats))
+        .route("/metrics", get(debug::metrics))
+        .route("/debug/pprof/heap", get(debug::pprof_heap))
+        .route("/debug/allocator/purge", post(debug::purge))
+        .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }
 

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Sessions;
+use crate::counters::Counters;
 use crate::live_uploads::LiveUploads;
 use crate::storage::Db;
 
@@ -23,4 +24,7 @@ pub struct AppState {
     pub chunk_size: u64,
     /// Trust X-Forwarded-For.
     pub behind_proxy: bool,
+    pub counters: Arc<Counters>,
+    /// This process's memory cgroup, located at start-up (`None`: none found).
+    pub cgroup: Option<Arc<memstat::cgroup::Cgroup>>,
 }

@@ -14,6 +14,7 @@ pub mod gc;
 pub mod migrations;
 mod pool;
 pub mod reserve;
+pub mod status;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -173,6 +174,32 @@ impl Store {
         self.readers.get()
     }
 
+    /// SQLite's memory figures, including the page cache of the writer and of
+    /// the readers not in use.
+    pub fn memory(&self) -> status::SqliteMemory {
+        let mut memory = status::global();
+        status::add_connection(&mut memory, &self.writer());
+        self.readers
+            .for_each_idle(|conn| status::add_connection(&mut memory, conn));
+        memory
+    }
+
+    /// Sizes of the database, WAL and shared-memory files, in bytes (0 if absent).
+    pub fn file_sizes(&self) -> FileSizes {
+        let size = |suffix: Option<&str>| {
+            let path = match suffix {
+                Some(s) => sidecar(&self.path, s),
+                None => self.path.clone(),
+            };
+            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        };
+        FileSizes {
+            db_bytes: size(None),
+            wal_bytes: size(Some("wal")),
+            shm_bytes: size(Some("shm")),
+        }
+    }
+
     /// Checkpoints the WAL into the database and truncates it; called on shutdown
     /// so the next start opens a small WAL.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
@@ -203,6 +230,14 @@ fn configure(conn: &Connection, cache_kib: i64) -> Result<(), rusqlite::Error> {
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)?;
     conn.pragma_update(None, "temp_store", "FILE")?;
     Ok(())
+}
+
+/// On-disk sizes of the database files.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct FileSizes {
+    pub db_bytes: u64,
+    pub wal_bytes: u64,
+    pub shm_bytes: u64,
 }
 
 /// A cheap, cloneable handle that runs storage calls off the async workers.

@@ -17,12 +17,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_util::task::TaskTracker;
 
+use crate::counters::Counters;
 use crate::entry::{EntryId, content_type_for};
-use crate::live_uploads::{LiveUpload, LiveUploads};
+use crate::live_uploads::LiveUpload;
+use crate::state::AppState;
 use crate::storage::entries::{self, FinishedUpload, NewUpload};
-use crate::storage::{Db, StorageError, Store, chunks};
+use crate::storage::{StorageError, Store, chunks};
 
 /// Full chunks waiting for the writer. Two lets the network read the next
 /// chunk while one commits, without letting a slow disk pile up memory.
@@ -45,6 +46,7 @@ pub struct UploadSink {
     size: u64,
     sniff: Vec<u8>,
     chunks: Option<mpsc::Sender<Bytes>>,
+    counters: Arc<Counters>,
     finish: oneshot::Sender<FinishedUpload>,
     /// `None` once awaited (after the writer stopped early with an error).
     writer: Option<JoinHandle<Result<(), StorageError>>>,
@@ -52,12 +54,8 @@ pub struct UploadSink {
 
 impl UploadSink {
     /// Registers a new upload, inserts its `uploading` row and starts its writer.
-    pub async fn start(
-        db: &Db,
-        live: &Arc<LiveUploads>,
-        tracker: &TaskTracker,
-        mut upload: NewUpload,
-    ) -> Result<Self, StorageError> {
+    pub async fn start(state: &AppState, mut upload: NewUpload) -> Result<Self, StorageError> {
+        let (db, live) = (&state.db, &state.live_uploads);
         let mut attempt = 0;
         let registration = loop {
             attempt += 1;
@@ -81,8 +79,10 @@ impl UploadSink {
         let (chunk_tx, chunk_rx) = mpsc::channel(UPLOAD_QUEUE_CHUNKS);
         let (finish_tx, finish_rx) = oneshot::channel();
         let store = Arc::clone(db.store());
-        let writer =
-            tracker.spawn_blocking(move || write_chunks(&store, registration, chunk_rx, finish_rx));
+        let counters = Arc::clone(&state.counters);
+        let writer = state.tracker.spawn_blocking(move || {
+            write_chunks(&store, &counters, registration, chunk_rx, finish_rx)
+        });
         Ok(UploadSink {
             id: upload.id,
             filename: upload.filename,
@@ -91,6 +91,7 @@ impl UploadSink {
             size: 0,
             sniff: Vec::new(),
             chunks: Some(chunk_tx),
+            counters: Arc::clone(&state.counters),
             finish: finish_tx,
             writer: Some(writer),
         })
@@ -112,6 +113,7 @@ impl UploadSink {
             self.sniff.extend_from_slice(&data[..take]);
         }
         self.size += data.len() as u64;
+        Counters::add(&self.counters.bytes_received, data.len() as u64);
         while !data.is_empty() {
             let take = data.len().min(self.chunk_size - self.buf.len());
             self.buf.extend_from_slice(&data[..take]);
@@ -190,6 +192,7 @@ async fn writer_outcome(writer: JoinHandle<Result<(), StorageError>>) -> Result<
 /// upload counts as in progress until its rows are either complete or gone.
 fn write_chunks(
     store: &Store,
+    counters: &Counters,
     registration: LiveUpload,
     mut chunk_rx: mpsc::Receiver<Bytes>,
     finish_rx: oneshot::Receiver<FinishedUpload>,
@@ -207,6 +210,7 @@ fn write_chunks(
                 }
             }
             chunks::insert(store, &id, next_index, &batch)?;
+            Counters::add(&counters.chunks_written, batch.len() as u64);
             next_index += batch.len() as u64;
             batch.clear();
         }
@@ -215,6 +219,11 @@ fn write_chunks(
             Err(_) => Ok(false), // the request went away: client abort or rejected input
         }
     })();
+    let counter = match result {
+        Ok(true) => &counters.uploads_completed,
+        _ => &counters.uploads_failed,
+    };
+    Counters::add(counter, 1);
     match result {
         Ok(true) => Ok(()),
         Ok(false) => {

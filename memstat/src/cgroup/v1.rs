@@ -15,7 +15,15 @@ pub fn read(dir: &Path) -> Result<CgroupMemory> {
     let peak = read_u64(dir, "memory.max_usage_in_bytes")?;
     let oom_control = std::fs::read_to_string(dir.join("memory.oom_control")).ok();
     let failcnt = read_u64(dir, "memory.failcnt")?;
-    Ok(from_files(dir, usage, limit, peak, &stat, oom_control.as_deref(), failcnt))
+    Ok(from_files(
+        dir,
+        usage,
+        limit,
+        peak,
+        &stat,
+        oom_control.as_deref(),
+        failcnt,
+    ))
 }
 
 /// Builds the figures from the files' contents. `total_*` keys include child
@@ -82,7 +90,15 @@ mod tests {
 
     #[test]
     fn falls_back_to_local_keys_and_keeps_real_limits() {
-        let m = from_files(Path::new("x"), 100, Some(256 << 20), None, "rss 10\ncache 20\ninactive_file 200\n", None, None);
+        let m = from_files(
+            Path::new("x"),
+            100,
+            Some(256 << 20),
+            None,
+            "rss 10\ncache 20\ninactive_file 200\n",
+            None,
+            None,
+        );
         assert_eq!(m.limit_bytes, Some(256 << 20));
         assert_eq!((m.anon_bytes, m.file_bytes), (10, 20));
         assert_eq!(m.working_set_bytes, 0, "never negative");

@@ -54,7 +54,15 @@ mod tests {
     fn parses_v2_files() {
         let stat = "anon 104857600\nfile 52428800\nkernel 1000\nfile_dirty 4096\nfile_writeback 8192\ninactive_file 40000000\n";
         let events = "low 0\nhigh 0\nmax 17\noom 1\noom_kill 1\noom_group_kill 0\n";
-        let m = from_files(Path::new("/sys/fs/cgroup/rig"), 160_000_000, Some("268435456\n"), Some(200_000_000), stat, Some(events)).unwrap();
+        let m = from_files(
+            Path::new("/sys/fs/cgroup/rig"),
+            160_000_000,
+            Some("268435456\n"),
+            Some(200_000_000),
+            stat,
+            Some(events),
+        )
+        .unwrap();
         assert_eq!(m.limit_bytes, Some(268_435_456));
         assert_eq!((m.anon_bytes, m.file_bytes), (104_857_600, 52_428_800));
         assert_eq!((m.dirty_bytes, m.writeback_bytes), (4096, 8192));

@@ -162,9 +162,7 @@ async fn receive_file(
         upload_time_ms: now_millis(),
         expiration,
     };
-    let sink = parts
-        .sink
-        .insert(UploadSink::start(&state.db, &state.live_uploads, &state.tracker, upload).await?);
+    let sink = parts.sink.insert(UploadSink::start(state, upload).await?);
     while let Some(bytes) = field.chunk().await.map_err(bad_multipart)? {
         sink.write(&bytes).await?;
     }

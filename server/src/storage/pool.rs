@@ -32,6 +32,13 @@ impl ReaderPool {
             idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
         }
     }
+
+    /// Runs `f` on each connection not currently borrowed (the pool is
+    /// locked meanwhile, so none can be taken).
+    pub fn for_each_idle(&self, mut f: impl FnMut(&Connection)) {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.iter().for_each(&mut f);
+    }
 }
 
 /// A borrowed reader; goes back to the pool on drop.

@@ -56,6 +56,8 @@ impl DataDir {
 pub struct TestServer {
     child: Child,
     pub base: String,
+    /// The debug listener (`/debug/stats`, `/metrics`).
+    pub debug_base: String,
     pub log: PathBuf,
     pub http: reqwest::Client,
     cookie: Option<String>,
@@ -72,7 +74,14 @@ impl TestServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_share-server"))
             .arg("--db")
             .arg(db)
-            .args(["--port", "0", "--listen", "127.0.0.1"])
+            .args([
+                "--port",
+                "0",
+                "--listen",
+                "127.0.0.1",
+                "--debug-listen",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .env("PS_SHARED_SECRET", SECRET)
             .env_remove("PS_SHARED_SECRET_FILE")
@@ -81,21 +90,31 @@ impl TestServer {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn share-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read stdout");
-        let Some(base) = line.trim().strip_prefix("share-server listening on ") else {
-            let _ = child.kill();
-            panic!(
-                "server did not start; stdout {line:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut read_address = |prefix: &str| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("read stdout");
+            line.trim()
+                .strip_prefix(prefix)
+                .map(str::to_owned)
+                .ok_or(line)
+        };
+        let addresses = read_address("share-server listening on ")
+            .and_then(|base| Ok((base, read_address("share-server debug listening on ")?)));
+        let (base, debug_base) = match addresses {
+            Ok(pair) => pair,
+            Err(line) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start; stdout {line:?}; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
         };
         TestServer {
             child,
-            base: base.to_owned(),
+            base,
+            debug_base,
             log,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
