@@ -23,13 +23,15 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 ///   its buffers resident.
 /// - `muzzy_decay_ms:0`: skip the MADV_FREE stage, whose pages still count
 ///   as RSS until the kernel needs them (they made RSS graphs lie).
-/// - `narenas:4`: enough arenas for a small VM's cores and tokio's blocking
-///   threads; the default (4 × CPUs) multiplies per-arena slack on big hosts.
+/// - `narenas:1`: one arena, so a chunk buffer freed by one thread is reused
+///   by the next allocation on any thread. Measured with 3 parallel 200 MB
+///   uploads: peak RSS 24 MiB with 1 arena, 28 MiB with 2, 30 MiB with 4
+///   (each arena keeps its own dirty pages); the lock is cheap on 1-2 cores.
 #[cfg(all(feature = "jemalloc", not(feature = "jemalloc-prof")))]
 #[allow(unsafe_code)]
 #[unsafe(export_name = "malloc_conf")]
 pub static MALLOC_CONF: &[u8] =
-    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:4\0";
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1\0";
 
 /// As above, plus heap profiling: one sample per 512 KiB allocated on
 /// average (`lg_prof_sample:19`), cheap enough to leave on in a dev VM.
@@ -37,7 +39,7 @@ pub static MALLOC_CONF: &[u8] =
 #[allow(unsafe_code)]
 #[unsafe(export_name = "malloc_conf")]
 pub static MALLOC_CONF: &[u8] =
-    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:4,prof:true,prof_active:true,lg_prof_sample:19\0";
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:1,prof:true,prof_active:true,lg_prof_sample:19\0";
 
 #[cfg(feature = "dhat-heap")]
 #[global_allocator]

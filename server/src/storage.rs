@@ -174,11 +174,14 @@ impl Store {
         self.readers.get()
     }
 
-    /// SQLite's memory figures, including the page cache of the writer and of
-    /// the readers not in use.
+    /// SQLite's memory figures, including the page cache of the connections
+    /// not in use. Never waits for the writer: stats must not queue behind
+    /// uploads (a busy writer is left out of `connections_sampled`).
     pub fn memory(&self) -> status::SqliteMemory {
         let mut memory = status::global();
-        status::add_connection(&mut memory, &self.writer());
+        if let Ok(writer) = self.writer.try_lock() {
+            status::add_connection(&mut memory, &writer);
+        }
         self.readers
             .for_each_idle(|conn| status::add_connection(&mut memory, conn));
         memory

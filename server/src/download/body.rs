@@ -1,18 +1,27 @@
-//! A response body that reads a file's chunks one at a time.
+//! A response body that reads a file's chunks in order, one ahead of the socket.
 //!
-//! The next chunk is read only when hyper asks for more, i.e. when the socket
-//! took the previous one: a slow client holds one chunk (≤ `chunk_size`), not
-//! the file. Each read is `chunk_index = ?` for exactly the chunk needed.
+//! A reader task fetches each chunk (`chunk_index = ?`, exactly the chunk
+//! needed) and hands it to the body through a channel of
+//! [`READ_AHEAD_CHUNKS`]: SQLite reads overlap socket writes, and a slow
+//! client holds at most the chunk being sent, the one queued and the one
+//! being read (3 × chunk_size), never the file. When the client goes away the
+//! channel closes and the reader stops.
 
-use std::collections::VecDeque;
 use std::io;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::counters::{Counters, InFlight};
 use crate::entry::EntryId;
 use crate::storage::{Db, chunks};
+
+/// Chunks read ahead of the socket. One is enough to overlap the read of the
+/// next chunk with sending the current one; more only adds memory.
+pub const READ_AHEAD_CHUNKS: usize = 1;
 
 /// A piece of a response body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,60 +45,72 @@ impl Segment {
     }
 }
 
-struct BodyState {
-    db: Db,
-    id: EntryId,
-    chunk_size: u64,
-    segments: VecDeque<Segment>,
-    abort: CancellationToken,
+/// What the body reads from.
+pub struct Source {
+    pub db: Db,
+    pub id: EntryId,
+    pub chunk_size: u64,
+    pub counters: Arc<Counters>,
+    /// Fires on shutdown: the body then ends with an error (the connection closes).
+    pub abort: CancellationToken,
 }
 
-/// Streams `segments` of entry `id`; ends with an error (the connection is
-/// closed mid-body) if `abort` fires or a chunk is missing.
+/// Streams `segments` of the entry; a missing chunk or shutdown ends the
+/// body with an error, so the client sees a truncated response, not wrong bytes.
 pub fn body_stream(
-    db: Db,
-    id: EntryId,
-    chunk_size: u64,
+    source: Source,
     segments: Vec<Segment>,
-    abort: CancellationToken,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
-    let state = BodyState {
-        db,
-        id,
-        chunk_size,
-        segments: segments.into(),
-        abort,
-    };
-    futures_util::stream::try_unfold(state, |mut st| async move {
-        if st.abort.is_cancelled() {
-            return Err(io::Error::other("server shutting down"));
-        }
-        let Some(segment) = st.segments.pop_front() else {
-            return Ok(None);
-        };
-        let bytes = match segment {
-            Segment::Literal(b) => b,
-            Segment::File { start, end } => {
-                let index = start / st.chunk_size;
-                let offset = start % st.chunk_size;
-                let take = (end - start).min(st.chunk_size - offset);
-                if start + take < end {
-                    st.segments.push_front(Segment::File {
-                        start: start + take,
-                        end,
-                    });
-                }
-                let id = st.id.clone();
-                st.db
-                    .run(move |s| {
-                        chunks::read(s, &id, index, offset as usize, (offset + take) as usize)
-                    })
-                    .await
-                    .map_err(|e| {
-                        io::Error::other(format!("reading chunk {index} of {}: {e}", st.id))
-                    })?
-            }
-        };
-        Ok(Some((bytes, st)))
+    let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
+    let in_flight = InFlight::download(&source.counters);
+    tokio::spawn(read_segments(source, segments, tx));
+    futures_util::stream::unfold((rx, in_flight), |(mut rx, in_flight)| async move {
+        let item = rx.recv().await?;
+        Some((item, (rx, in_flight)))
     })
+}
+
+async fn read_segments(
+    source: Source,
+    segments: Vec<Segment>,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+) {
+    for segment in segments {
+        let (mut start, end) = match segment {
+            Segment::Literal(bytes) => {
+                if tx.send(Ok(bytes)).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Segment::File { start, end } => (start, end),
+        };
+        while start < end {
+            let item = tokio::select! {
+                () = source.abort.cancelled() => Err(io::Error::other("server shutting down")),
+                read = read_piece(&source, start, end) => read,
+            };
+            let failed = item.is_err();
+            if let Ok(bytes) = &item {
+                start += bytes.len() as u64;
+                Counters::add(&source.counters.bytes_sent, bytes.len() as u64);
+            }
+            if tx.send(item).await.is_err() || failed {
+                return; // client gone, or the error is sent
+            }
+        }
+    }
+}
+
+/// Reads from `start` to the end of its chunk or `end`, whichever is first.
+async fn read_piece(source: &Source, start: u64, end: u64) -> io::Result<Bytes> {
+    let index = start / source.chunk_size;
+    let offset = start % source.chunk_size;
+    let take = (end - start).min(source.chunk_size - offset);
+    let id = source.id.clone();
+    source
+        .db
+        .run(move |s| chunks::read(s, &id, index, offset as usize, (offset + take) as usize))
+        .await
+        .map_err(|e| io::Error::other(format!("reading chunk {index} of {}: {e}", source.id)))
 }

@@ -1,6 +1,7 @@
 //! `GET`/`HEAD /-{id}` and `/-{id}/{filename}`: a stored file, whole or in ranges.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::download::{RangeRequest, Segment, body_stream, plan_ranges};
+use crate::download::{RangeRequest, Segment, Source, body_stream, plan_ranges};
 use crate::entry::{Entry, EntryId};
 use crate::error::ApiError;
 use crate::handlers::client_ip;
@@ -123,13 +124,14 @@ async fn serve(
         Response::new(Body::empty())
     } else {
         record_download(&state, &id, peer, &headers);
-        Response::new(Body::from_stream(body_stream(
-            state.db.clone(),
+        let source = Source {
+            db: state.db.clone(),
             id,
-            entry.chunk_size,
-            segments.clone(),
-            state.abort.clone(),
-        )))
+            chunk_size: entry.chunk_size,
+            counters: Arc::clone(&state.counters),
+            abort: state.abort.clone(),
+        };
+        Response::new(Body::from_stream(body_stream(source, segments.clone())))
     };
     *response.status_mut() = status;
     let h = response.headers_mut();
@@ -169,7 +171,7 @@ fn record_download(state: &AppState, id: &EntryId, peer: SocketAddr, headers: &H
     let agent = header_str(headers, header::USER_AGENT)
         .unwrap_or("")
         .to_owned();
-    let store = std::sync::Arc::clone(state.db.store());
+    let store = Arc::clone(state.db.store());
     let id = id.clone();
     state.tracker.spawn_blocking(move || {
         if let Err(e) = downloads::record(&store, &id, now_millis(), &ip, &agent) {

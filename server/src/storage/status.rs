@@ -21,8 +21,8 @@ pub struct SqliteMemory {
     pub pagecache_overflow_highwater_bytes: u64,
     /// Sum of `DBSTATUS_CACHE_USED` over the connections sampled.
     pub cache_used_bytes: u64,
-    /// Connections whose cache was read: the writer and the idle readers (a
-    /// reader in use by another thread must not be touched).
+    /// Connections whose cache was read: those not in use (a connection in
+    /// use by another thread must not be touched, and is not waited for).
     pub connections_sampled: u64,
 }
 
