@@ -95,6 +95,8 @@ async fn main() -> Result<()> {
         .context("the raw baseline thread panicked")??;
     println!("  write {}", raw.write);
     println!("  read  {}", raw.read);
+    let loopback = loopback_ceiling(config.size).await?;
+    println!("  loopback TCP, no HTTP, no storage {loopback}");
 
     println!("\n[2/3] server: one streamed upload, a timed and a verified download");
     let single = server_single(config.size).await?;
@@ -123,6 +125,7 @@ async fn main() -> Result<()> {
     let report = Report {
         config,
         raw,
+        loopback,
         single,
         memory,
     };
@@ -586,6 +589,53 @@ impl Session {
     }
 }
 
+/// The most any download can reach on this machine: `size` bytes over
+/// loopback TCP in the server's chunk-sized writes, with no HTTP and no
+/// storage, read by a client that only counts. The raw read runs at memory
+/// speed (the database is in the page cache), above this ceiling, so the
+/// download ratio is bounded by `ceiling / raw read` whatever the server does.
+async fn loopback_ceiling(size: u64) -> Result<Rate> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the loopback probe")?;
+    let addr = listener.local_addr().context("loopback probe address")?;
+    let sender = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await?;
+        let piece = vec![0x5a_u8; CHUNK_SIZE as usize];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(CHUNK_SIZE) as usize;
+            socket.write_all(&piece[..n]).await?;
+            left -= n as u64;
+        }
+        std::io::Result::Ok(())
+    });
+    let started = Instant::now();
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .context("connecting to the loopback probe")?;
+    let mut buf = vec![0u8; PIECE_BYTES];
+    let mut received = 0u64;
+    while received < size {
+        let n = socket
+            .read(&mut buf)
+            .await
+            .context("reading the loopback probe")?;
+        ensure!(n > 0, "loopback probe closed after {received} bytes");
+        received += n as u64;
+    }
+    let elapsed = started.elapsed();
+    sender
+        .await
+        .context("loopback sender panicked")?
+        .context("loopback sender")?;
+    Ok(Rate {
+        bytes: size,
+        elapsed,
+    })
+}
+
 // ---------------------------------------------------------------------------
 // Phases 2 and 3.
 // ---------------------------------------------------------------------------
@@ -685,6 +735,8 @@ async fn server_parallel(size: u64) -> Result<MemoryFigures> {
 struct Report {
     config: Config,
     raw: RawFigures,
+    /// What any download can reach here (context for the download ratio).
+    loopback: Rate,
     single: SingleFigures,
     memory: MemoryFigures,
 }
@@ -712,6 +764,12 @@ impl Report {
         );
         row("raw write (storage layer)", &mbps(self.raw.write), "", "");
         row("raw read (storage layer)", &mbps(self.raw.read), "", "");
+        row(
+            "loopback TCP (no HTTP/storage)",
+            &mbps(self.loopback),
+            "",
+            "",
+        );
         row("server upload", &mbps(self.single.upload), "", "");
         row("server download", &mbps(self.single.download), "", "");
         row(
@@ -731,6 +789,15 @@ impl Report {
             &format!("{down:.2}"),
             &format!(">= {RATIO_TARGET:.2}"),
             verdict(down >= RATIO_TARGET),
+        );
+        row(
+            "download / loopback TCP",
+            &format!(
+                "{:.2}",
+                self.single.download.mb_per_s() / self.loopback.mb_per_s()
+            ),
+            "",
+            "",
         );
         row(
             "server VmHWM after startup",
@@ -773,6 +840,7 @@ impl Report {
             "parallel_uploads": PARALLEL_UPLOADS,
             "parallel_size_bytes": self.config.parallel_size,
             "raw": { "write": self.raw.write.to_json(), "read": self.raw.read.to_json() },
+            "loopback_tcp": self.loopback.to_json(),
             "server": {
                 "upload": self.single.upload.to_json(),
                 "download": self.single.download.to_json(),

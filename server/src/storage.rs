@@ -28,8 +28,17 @@ use reserve::DiskReserve;
 /// Readers serve downloads and metadata reads concurrently (WAL readers never
 /// block the writer). Four covers a 2-core VM; more only adds page caches.
 pub const READER_CONNECTIONS: usize = 4;
+/// SQLite page size for new databases (existing ones keep theirs). A
+/// 320 KiB chunk spans 5 overflow pages of 64 KiB instead of 80 of 4 KiB:
+/// SQLite reads and writes a page per syscall, so a chunk read drops from
+/// 80 `pread`s to 5. Memory is unchanged: the cache sizes are in KiB.
+pub const PAGE_SIZE_BYTES: i64 = 65536;
+/// Checkpoint once the WAL holds this much (SQLite's default is 1000 pages,
+/// i.e. 4 MiB of 4 KiB pages; kept at 4 MiB with bigger pages so dirty WAL
+/// pages in the page cache stay small on a small VM).
+pub const WAL_AUTOCHECKPOINT_BYTES: i64 = 4 << 20;
 /// Page cache of the writer, in KiB (`PRAGMA cache_size=-N`). Inserting a
-/// 320 KiB chunk dirties ~80 pages; 2 MiB holds a few chunks of a transaction.
+/// 320 KiB chunk dirties ~320 KiB of pages; 2 MiB holds a few chunks of a transaction.
 pub const WRITER_CACHE_KIB: i64 = 2048;
 /// Page cache per reader, in KiB. A download touches each chunk's pages once,
 /// so caching more than one chunk buys nothing.
@@ -223,6 +232,8 @@ fn sidecar(db: &Path, suffix: &str) -> PathBuf {
 /// Per-connection settings; see the constants above for why each value.
 fn configure(conn: &Connection, cache_kib: i64) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Takes effect only on a new database, and only before WAL mode is on.
+    conn.pragma_update(None, "page_size", PAGE_SIZE_BYTES)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // NORMAL in WAL mode never corrupts; completed uploads are made durable
     // explicitly (see `entries::finish_upload`).
@@ -231,6 +242,8 @@ fn configure(conn: &Connection, cache_kib: i64) -> Result<(), rusqlite::Error> {
     conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.pragma_update(None, "mmap_size", 0)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)?;
+    let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    conn.pragma_update(None, "wal_autocheckpoint", (WAL_AUTOCHECKPOINT_BYTES / page_size).max(1))?;
     conn.pragma_update(None, "temp_store", "FILE")?;
     Ok(())
 }
