@@ -88,7 +88,7 @@ async fn main() -> Result<()> {
         fmt_mb(config.parallel_size),
     );
 
-    println!("\n[1/3] raw baseline: storage layer, no HTTP");
+    println!("\n[1/4] raw baseline: storage layer, no HTTP");
     let size = config.size;
     let raw = tokio::task::spawn_blocking(move || raw_baseline(size))
         .await
@@ -98,7 +98,7 @@ async fn main() -> Result<()> {
     let loopback = loopback_ceiling(config.size).await?;
     println!("  loopback TCP, no HTTP, no storage {loopback}");
 
-    println!("\n[2/3] server: one streamed upload, a timed and a verified download");
+    println!("\n[2/4] server: one streamed upload, a timed and a verified download");
     let single = server_single(config.size).await?;
     println!("  upload   {}", single.upload);
     println!("  download {}", single.download);
@@ -109,7 +109,7 @@ async fn main() -> Result<()> {
     println!("  sha-256 verified: {}", single.sha256);
 
     println!(
-        "\n[3/3] server peak memory: {PARALLEL_UPLOADS} parallel uploads of {}",
+        "\n[3/4] server peak memory: {PARALLEL_UPLOADS} parallel uploads of {}",
         fmt_mb(config.parallel_size)
     );
     let memory = server_parallel(config.parallel_size).await?;
@@ -122,12 +122,30 @@ async fn main() -> Result<()> {
         memory.total.mb_per_s()
     );
 
+    println!(
+        "\n[4/4] introspection cost: /debug/stats at idle, uploads with and without a 10 Hz poller"
+    );
+    let cost = introspection_cost(config.parallel_size).await?;
+    println!(
+        "  collect (server-side) median {:.3} ms, p99 {:.3} ms; request round trip median {:.3} ms",
+        cost.collect_median_ms, cost.collect_p99_ms, cost.request_median_ms
+    );
+    println!(
+        "  upload without poller {}; with poller {} ({} polls)",
+        cost.without, cost.with, cost.polls
+    );
+    println!(
+        "  VmHWM without poller {:.1} MiB, with poller {:.1} MiB",
+        cost.hwm_without_mib, cost.hwm_with_mib
+    );
+
     let report = Report {
         config,
         raw,
         loopback,
         single,
         memory,
+        cost,
     };
     report.print_summary();
     let path = json_path();
@@ -372,13 +390,16 @@ struct ServerProcess {
     child: Child,
     pid: Pid,
     base_url: String,
+    /// The debug listener, when started with one.
+    debug_url: Option<String>,
     /// Kept open so the server never writes to a closed pipe.
     _stdout: Lines<BufReader<ChildStdout>>,
     dir: TempDir,
 }
 
 impl ServerProcess {
-    async fn start() -> Result<ServerProcess> {
+    /// Starts a server; with `debug`, also its debug listener (`/debug/stats`).
+    async fn start(debug: bool) -> Result<ServerProcess> {
         let dir = tempfile::Builder::new()
             .prefix("share-bench-server-")
             .tempdir()
@@ -393,7 +414,7 @@ impl ServerProcess {
                 "--listen",
                 "127.0.0.1",
                 "--debug-listen",
-                "off",
+                if debug { "127.0.0.1:0" } else { "off" },
             ])
             .args(["--chunk-size", &CHUNK_SIZE.to_string()])
             .env("PS_SHARED_SECRET", SECRET)
@@ -420,10 +441,26 @@ impl ServerProcess {
             .with_context(|| format!("unexpected first line from share-server: {line:?}"))?
             .trim()
             .to_owned();
+        let debug_url = if debug {
+            let line = tokio::time::timeout(SERVER_START_TIMEOUT, lines.next_line())
+                .await
+                .context("share-server did not print its debug address in time")?
+                .context("reading share-server's stdout")?
+                .context("share-server exited before printing its debug address")?;
+            Some(
+                line.strip_prefix("share-server debug listening on ")
+                    .with_context(|| format!("unexpected second line from share-server: {line:?}"))?
+                    .trim()
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
         Ok(ServerProcess {
             child,
             pid,
             base_url,
+            debug_url,
             _stdout: lines,
             dir,
         })
@@ -637,6 +674,129 @@ async fn loopback_ceiling(size: u64) -> Result<Rate> {
 }
 
 // ---------------------------------------------------------------------------
+// Phase 4: what introspection costs.
+// ---------------------------------------------------------------------------
+
+/// Target for one `/debug/stats` collection at steady state.
+const COLLECT_TARGET_MS: f64 = 2.0;
+/// Idle collections sampled for the collection time.
+const IDLE_SAMPLES: usize = 200;
+/// The poller's rate: 10 Hz, much more often than any scraper.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Uploads per server, alternating between the two servers.
+const COST_ROUNDS: usize = 3;
+
+struct CostFigures {
+    collect_median_ms: f64,
+    collect_p99_ms: f64,
+    request_median_ms: f64,
+    /// Median upload of the server nobody polls.
+    without: Rate,
+    /// Median upload of the server polled at 10 Hz meanwhile.
+    with: Rate,
+    polls: usize,
+    hwm_without_mib: f64,
+    hwm_with_mib: f64,
+}
+
+/// Two fresh servers; uploads alternate between them (so machine noise hits
+/// both alike), and one of them is polled at 10 Hz during its uploads.
+async fn introspection_cost(size: u64) -> Result<CostFigures> {
+    let quiet = ServerProcess::start(true).await?;
+    let polled = ServerProcess::start(true).await?;
+    let debug = polled.debug_url.clone().context("no debug listener")?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")?;
+
+    let mut collect = Vec::with_capacity(IDLE_SAMPLES);
+    let mut request = Vec::with_capacity(IDLE_SAMPLES);
+    for _ in 0..IDLE_SAMPLES {
+        let started = Instant::now();
+        let stats = fetch_stats(&http, &debug).await?;
+        request.push(started.elapsed().as_secs_f64() * 1e3);
+        collect.push(
+            stats["collect_seconds"]
+                .as_f64()
+                .context("stats without collect_seconds")?
+                * 1e3,
+        );
+    }
+
+    let quiet_session = Session::login(&quiet.base_url).await?;
+    let polled_session = Session::login(&polled.base_url).await?;
+    let (mut without, mut with, mut polls) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..COST_ROUNDS {
+        without.push(quiet_session.upload(size).await?.1);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let poller = tokio::spawn(poll_stats(http.clone(), debug.clone(), stopped));
+        with.push(polled_session.upload(size).await?.1);
+        let _ = stop.send(());
+        polls += poller.await.context("poller panicked")??;
+    }
+    let figures = CostFigures {
+        collect_median_ms: percentile(&mut collect, 0.5),
+        collect_p99_ms: percentile(&mut collect, 0.99),
+        request_median_ms: percentile(&mut request, 0.5),
+        without: median_rate(size, &mut without),
+        with: median_rate(size, &mut with),
+        polls,
+        hwm_without_mib: quiet.vm_hwm_mib()?,
+        hwm_with_mib: polled.vm_hwm_mib()?,
+    };
+    quiet.stop().await?;
+    polled.stop().await?;
+    Ok(figures)
+}
+
+async fn fetch_stats(http: &reqwest::Client, debug: &str) -> Result<Value> {
+    http.get(format!("{debug}/debug/stats"))
+        .send()
+        .await
+        .context("GET /debug/stats")?
+        .error_for_status()
+        .context("GET /debug/stats")?
+        .json()
+        .await
+        .context("decoding /debug/stats")
+}
+
+/// Fetches `/debug/stats` every [`POLL_INTERVAL`] until `stop`; returns how many times.
+async fn poll_stats(
+    http: reqwest::Client,
+    debug: String,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<usize> {
+    let mut ticker = tokio::time::interval(POLL_INTERVAL);
+    let mut polls = 0;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return Ok(polls),
+            _ = ticker.tick() => {
+                fetch_stats(&http, &debug).await?;
+                polls += 1;
+            }
+        }
+    }
+}
+
+/// The `q` quantile (nearest rank) of `values`, sorting them.
+fn percentile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len().max(1));
+    values.get(rank - 1).copied().unwrap_or(f64::NAN)
+}
+
+fn median_rate(bytes: u64, times: &mut [Duration]) -> Rate {
+    times.sort();
+    Rate {
+        bytes,
+        elapsed: times.get(times.len() / 2).copied().unwrap_or_default(),
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Phases 2 and 3.
 // ---------------------------------------------------------------------------
 
@@ -665,7 +825,7 @@ async fn server_single(size: u64) -> Result<SingleFigures> {
     let expected = tokio::task::spawn_blocking(move || content_sha256(size))
         .await
         .context("hashing thread panicked")?;
-    let server = ServerProcess::start().await?;
+    let server = ServerProcess::start(false).await?;
     let session = Session::login(&server.base_url).await?;
     let (id, upload) = session.upload(size).await?;
     let download = session.download(&id, size, None).await?;
@@ -702,7 +862,7 @@ struct MemoryFigures {
 
 /// [`PARALLEL_UPLOADS`] uploads of `size` bytes at once on a fresh server.
 async fn server_parallel(size: u64) -> Result<MemoryFigures> {
-    let server = ServerProcess::start().await?;
+    let server = ServerProcess::start(false).await?;
     let startup_hwm_mib = server.vm_hwm_mib()?;
     let session = Session::login(&server.base_url).await?;
     let started = Instant::now();
@@ -739,6 +899,7 @@ struct Report {
     loopback: Rate,
     single: SingleFigures,
     memory: MemoryFigures,
+    cost: CostFigures,
 }
 
 impl Report {
@@ -826,6 +987,36 @@ impl Report {
             "",
             "",
         );
+        row(
+            "/debug/stats collect, median",
+            &format!("{:.3} ms", self.cost.collect_median_ms),
+            "< 2 ms",
+            verdict(self.cost.collect_median_ms < COLLECT_TARGET_MS),
+        );
+        row(
+            "/debug/stats collect, p99",
+            &format!("{:.3} ms", self.cost.collect_p99_ms),
+            "",
+            "",
+        );
+        row(
+            "upload with / without 10 Hz poller",
+            &format!(
+                "{:.2}",
+                self.cost.with.mb_per_s() / self.cost.without.mb_per_s()
+            ),
+            "",
+            "",
+        );
+        row(
+            "VmHWM with - without poller",
+            &format!(
+                "{:+.1} MiB",
+                self.cost.hwm_with_mib - self.cost.hwm_without_mib
+            ),
+            "",
+            "",
+        );
     }
 
     fn to_json(&self) -> Value {
@@ -854,6 +1045,16 @@ impl Report {
                 "target": RATIO_TARGET,
                 "upload_pass": self.upload_ratio() >= RATIO_TARGET,
                 "download_pass": self.download_ratio() >= RATIO_TARGET,
+            },
+            "introspection_cost": {
+                "collect_median_ms": self.cost.collect_median_ms,
+                "collect_p99_ms": self.cost.collect_p99_ms,
+                "request_median_ms": self.cost.request_median_ms,
+                "upload_without_poller": self.cost.without.to_json(),
+                "upload_with_poller": self.cost.with.to_json(),
+                "polls": self.cost.polls,
+                "vm_hwm_without_poller_mib": self.cost.hwm_without_mib,
+                "vm_hwm_with_poller_mib": self.cost.hwm_with_mib,
             },
             "memory": {
                 "startup_vm_hwm_mib": self.memory.startup_hwm_mib,
