@@ -178,12 +178,6 @@ pub struct Entry {
     pub chunk_size: u64,
 }
 
-impl Entry {
-    pub fn entry_id(&self) -> EntryId {
-        EntryId(self.id.clone())
-    }
-}
-
 /// Content type for a stored file: guessed from the name, else sniffed from its first bytes.
 pub fn content_type_for(filename: &str, first_bytes: &[u8], declared: Option<&str>) -> String {
     if let Some(mime) = mime_guess::from_path(filename).first() {

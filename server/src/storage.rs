@@ -166,10 +166,6 @@ impl Store {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The writer connection. Hold it only for one short transaction.
     pub(crate) fn writer(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the writer leaves SQLite itself consistent
@@ -243,7 +239,11 @@ fn configure(conn: &Connection, cache_kib: i64) -> Result<(), rusqlite::Error> {
     conn.pragma_update(None, "mmap_size", 0)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)?;
     let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-    conn.pragma_update(None, "wal_autocheckpoint", (WAL_AUTOCHECKPOINT_BYTES / page_size).max(1))?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        (WAL_AUTOCHECKPOINT_BYTES / page_size).max(1),
+    )?;
     conn.pragma_update(None, "temp_store", "FILE")?;
     Ok(())
 }

@@ -78,16 +78,3 @@ pub fn delete_all(store: &Store, id: &EntryId) -> Result<u64, StorageError> {
         total += n as u64;
     }
 }
-
-/// How many chunks `id` has (for tests and diagnostics).
-pub fn count(store: &Store, id: &EntryId) -> Result<u64, StorageError> {
-    store
-        .reader()
-        .query_row(
-            "SELECT COUNT(*) FROM entries_data WHERE id = ?1",
-            [id.as_str()],
-            |r| r.get::<_, i64>(0),
-        )
-        .ctx("counting chunks")
-        .map(|n| n as u64)
-}
