@@ -11,14 +11,14 @@ pub mod v2;
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// Where the cgroup hierarchies are mounted on every mainstream distribution.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Version {
     V1,
@@ -26,7 +26,7 @@ pub enum Version {
 }
 
 /// Memory of one cgroup, in bytes (counts are plain numbers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupMemory {
     pub version: Version,
     /// The cgroup's directory.
@@ -41,6 +41,8 @@ pub struct CgroupMemory {
     pub anon_bytes: u64,
     /// Page cache (v1 `total_cache`, v2 `file`).
     pub file_bytes: u64,
+    /// Page cache mapped into processes (v1 `total_mapped_file`, v2 `file_mapped`).
+    pub mapped_file_bytes: u64,
     pub dirty_bytes: u64,
     pub writeback_bytes: u64,
     pub inactive_file_bytes: u64,
@@ -174,5 +176,64 @@ mod tests {
         let text = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
         assert_eq!(keyed(text, "oom_kill"), Some(3));
         assert_eq!(keyed(text, "oom"), None);
+    }
+}
+
+/// Pressure stall information (`memory.pressure`, v2 or `/proc/pressure/memory`):
+/// the share of time tasks waited for memory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Pressure {
+    /// % of the last 10 s some task stalled on memory.
+    pub some_avg10: f64,
+    /// % of the last 10 s all tasks stalled on memory.
+    pub full_avg10: f64,
+    /// Total stall time, microseconds.
+    pub some_total_us: u64,
+    pub full_total_us: u64,
+}
+
+/// Parses PSI text: `some avg10=0.00 avg60=0.00 avg300=0.00 total=1310` and a `full` line.
+pub fn parse_pressure(text: &str) -> Option<Pressure> {
+    let line = |kind: &str| -> Option<(f64, u64)> {
+        let l = text.lines().find(|l| l.starts_with(kind))?;
+        let field = |name: &str| l.split_whitespace().find_map(|f| f.strip_prefix(name));
+        Some((field("avg10=")?.parse().ok()?, field("total=")?.parse().ok()?))
+    };
+    let (some_avg10, some_total_us) = line("some ")?;
+    let (full_avg10, full_total_us) = line("full ").unwrap_or((0.0, 0));
+    Some(Pressure {
+        some_avg10,
+        full_avg10,
+        some_total_us,
+        full_total_us,
+    })
+}
+
+impl Cgroup {
+    /// The cgroup's `memory.pressure` (v2 with PSI); `None` elsewhere.
+    pub fn pressure(&self) -> Option<Pressure> {
+        let text = std::fs::read_to_string(self.dir.join("memory.pressure")).ok()?;
+        parse_pressure(&text)
+    }
+
+    /// OOM kills so far, reading only the one small file.
+    pub fn oom_kills(&self) -> Option<u64> {
+        let file = match self.version {
+            Version::V1 => "memory.oom_control",
+            Version::V2 => "memory.events",
+        };
+        keyed(&std::fs::read_to_string(self.dir.join(file)).ok()?, "oom_kill")
+    }
+}
+
+#[cfg(test)]
+mod pressure_tests {
+    use super::*;
+
+    #[test]
+    fn parses_psi() {
+        let p = parse_pressure("some avg10=1.50 avg60=0.20 avg300=0.00 total=1310\nfull avg10=0.25 avg60=0.00 avg300=0.00 total=419\n").unwrap();
+        assert_eq!((p.some_avg10, p.full_avg10, p.some_total_us, p.full_total_us), (1.5, 0.25, 1310, 419));
+        assert_eq!(parse_pressure("nonsense"), None);
     }
 }

@@ -1,12 +1,12 @@
 //! A process's memory from `/proc/<pid>/status` and its open file descriptors.
 
 use procfs::FromRead;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// Resident memory of one process, in bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessMemory {
     /// VmRSS: everything resident (anon + file + shmem).
     pub vm_rss_bytes: u64,

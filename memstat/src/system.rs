@@ -1,20 +1,30 @@
 //! Machine memory from `/proc/meminfo`.
 
 use procfs::{FromRead, Meminfo};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// What the machine (or VM) has, in bytes. `cached` is page cache: it is
 /// reclaimable (the story's "RAM maxed out" was mostly this); `dirty` and
 /// `writeback` are the part that must reach the disk first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SystemMemory {
     pub mem_total_bytes: u64,
     pub mem_available_bytes: u64,
     pub cached_bytes: u64,
     pub dirty_bytes: u64,
     pub writeback_bytes: u64,
+    /// MemFree: not even used as cache.
+    pub mem_free_bytes: u64,
+    /// AnonPages: anonymous memory of every process.
+    pub anon_bytes: u64,
+    /// Buffers: block device cache.
+    pub buffers_bytes: u64,
+    /// Inactive(file): page cache the kernel drops first.
+    pub inactive_file_bytes: u64,
+    /// Mapped: page cache mapped into processes.
+    pub mapped_bytes: u64,
 }
 
 pub fn parse_meminfo(text: &str) -> Result<SystemMemory> {
@@ -28,11 +38,22 @@ pub fn parse_meminfo(text: &str) -> Result<SystemMemory> {
         cached_bytes: m.cached,
         dirty_bytes: m.dirty,
         writeback_bytes: m.writeback,
+        mem_free_bytes: m.mem_free,
+        anon_bytes: m.anon_pages.unwrap_or(0),
+        buffers_bytes: m.buffers,
+        inactive_file_bytes: m.inactive_file.unwrap_or(0),
+        mapped_bytes: m.mapped,
     })
 }
 
 pub fn read() -> Result<SystemMemory> {
     parse_meminfo(&crate::read_to_string("/proc/meminfo".as_ref())?)
+}
+
+/// Machine-wide OOM kills since boot (`oom_kill` in `/proc/vmstat`, Linux 4.13+).
+pub fn oom_kills() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/vmstat").ok()?;
+    crate::cgroup::keyed(&text, "oom_kill")
 }
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ pub fn from_files(
         peak_bytes: peak,
         anon_bytes: get("rss"),
         file_bytes: get("cache"),
+        mapped_file_bytes: get("mapped_file"),
         dirty_bytes: get("dirty"),
         writeback_bytes: get("writeback"),
         inactive_file_bytes: inactive_file,
@@ -65,7 +66,7 @@ mod tests {
     use super::*;
 
     const STAT: &str = "cache 9494528\nrss 4161536\nshmem 9068544\ndirty 32768\nwriteback 0\ninactive_file 20480\n\
-        total_cache 2778738688\ntotal_rss 307720192\ntotal_dirty 62849024\ntotal_writeback 4096\ntotal_inactive_file 991879168\n";
+        total_cache 2778738688\ntotal_mapped_file 122847232\ntotal_rss 307720192\ntotal_dirty 62849024\ntotal_writeback 4096\ntotal_inactive_file 991879168\n";
 
     #[test]
     fn prefers_hierarchical_totals() {
@@ -81,6 +82,7 @@ mod tests {
         assert_eq!(m.limit_bytes, None, "the v1 'unlimited' value");
         assert_eq!(m.anon_bytes, 307_720_192);
         assert_eq!(m.file_bytes, 2_778_738_688);
+        assert_eq!(m.mapped_file_bytes, 122_847_232);
         assert_eq!(m.dirty_bytes, 62_849_024);
         assert_eq!(m.writeback_bytes, 4096);
         assert_eq!(m.working_set_bytes, 3_082_956_800 - 991_879_168);

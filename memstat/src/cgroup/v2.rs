@@ -37,6 +37,7 @@ pub fn from_files(
         peak_bytes: peak,
         anon_bytes: get("anon"),
         file_bytes: get("file"),
+        mapped_file_bytes: get("file_mapped"),
         dirty_bytes: get("file_dirty"),
         writeback_bytes: get("file_writeback"),
         inactive_file_bytes: inactive_file,
@@ -52,7 +53,7 @@ mod tests {
 
     #[test]
     fn parses_v2_files() {
-        let stat = "anon 104857600\nfile 52428800\nkernel 1000\nfile_dirty 4096\nfile_writeback 8192\ninactive_file 40000000\n";
+        let stat = "anon 104857600\nfile 52428800\nfile_mapped 4096000\nkernel 1000\nfile_dirty 4096\nfile_writeback 8192\ninactive_file 40000000\n";
         let events = "low 0\nhigh 0\nmax 17\noom 1\noom_kill 1\noom_group_kill 0\n";
         let m = from_files(
             Path::new("/sys/fs/cgroup/rig"),
@@ -66,6 +67,7 @@ mod tests {
         assert_eq!(m.limit_bytes, Some(268_435_456));
         assert_eq!((m.anon_bytes, m.file_bytes), (104_857_600, 52_428_800));
         assert_eq!((m.dirty_bytes, m.writeback_bytes), (4096, 8192));
+        assert_eq!(m.mapped_file_bytes, 4_096_000);
         assert_eq!(m.working_set_bytes, 120_000_000);
         assert_eq!((m.oom_kills, m.limit_hits), (Some(1), Some(17)));
         let m = from_files(Path::new("x"), 1, Some("max\n"), None, "", None).unwrap();
