@@ -1,0 +1,151 @@
+//! `rig`: run scenarios against share-server inside a memory limit.
+//!
+//! Exit codes: 0 the run passed, 1 it failed (OOM kill, the server died, a
+//! phase failed, interrupted), 2 the rig itself could not run it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use profiling::run::{RunOptions, run};
+use profiling::scenario::Scenario;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Run share-server inside a small machine's memory limit and record every memory layer"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and write runs/<scenario>-<UTC time>/.
+    Run {
+        scenario: PathBuf,
+        /// Where run directories go.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// The cargo workspace that builds share-server.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+        workspace: PathBuf,
+        /// No live terminal line.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check a scenario file without running it.
+    Check { scenario: PathBuf },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match real_main().await {
+        Ok(passed) if passed => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("rig: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn real_main() -> anyhow::Result<bool> {
+    match Cli::parse().command {
+        Command::Check { scenario } => {
+            let s = Scenario::load(&scenario)?;
+            for phase in &s.phases {
+                toml::Value::Table(phase.loadgen.clone())
+                    .try_into::<loadgen::Config>()
+                    .with_context(|| format!("phase {}", phase.name))?;
+            }
+            println!("{}: ok ({} phases)", scenario.display(), s.phases.len());
+            Ok(true)
+        }
+        Command::Run {
+            scenario,
+            runs_dir,
+            workspace,
+            no_progress,
+        } => {
+            let workspace = workspace
+                .canonicalize()
+                .with_context(|| format!("workspace {}", workspace.display()))?;
+            let outcome = run(RunOptions {
+                scenario,
+                runs_dir,
+                workspace,
+                progress: !no_progress,
+            })
+            .await?;
+            print_outcome(&outcome);
+            Ok(outcome.passed)
+        }
+    }
+}
+
+fn print_outcome(o: &profiling::run::Outcome) {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for p in &o.phases {
+        let detail = match (&p.summary, &p.error) {
+            (_, Some(e)) => format!("error: {e}"),
+            (Some(s), None) => format!(
+                "{} uploads, {} verified downloads, {} failures",
+                s.uploads.len(),
+                s.verified_downloads,
+                s.failures
+            ),
+            (None, None) => String::new(),
+        };
+        println!(
+            "phase {:<12} {:>7.1} s  {}  {detail}",
+            p.name,
+            (p.ended_ms - p.started_ms) as f64 / 1000.0,
+            if p.ok { "ok  " } else { "FAIL" }
+        );
+    }
+    let k = &o.peaks;
+    println!(
+        "peaks: machine {:.1} MiB (working set {:.1}, anon {:.1}, page cache {:.1}); server RSS {:.1} MiB (anon {:.1}, VmHWM {:.1}); allocator resident {:.1} MiB",
+        mib(k.machine_usage_bytes),
+        mib(k.machine_working_set_bytes),
+        mib(k.machine_anon_bytes),
+        mib(k.machine_file_bytes),
+        mib(k.process_rss_bytes),
+        mib(k.process_anon_bytes),
+        mib(k.process_hwm_bytes),
+        mib(k.allocator_resident_bytes),
+    );
+    if let Some(at) = o.died_at_ms {
+        let how = o
+            .server_exit
+            .as_ref()
+            .map(|e| e.describe())
+            .unwrap_or_default();
+        println!(
+            "the server died at {:.1} s: {how}; OOM kills: {}",
+            at as f64 / 1000.0,
+            o.oom_kills
+        );
+    }
+    println!(
+        "{}: {} ({} samples) in {}",
+        if o.passed { "PASS" } else { "FAIL" },
+        if o.passed {
+            "no OOM kill, every phase ok".to_owned()
+        } else {
+            format!("OOM kills {}, interrupted {}", o.oom_kills, o.interrupted)
+        },
+        o.samples,
+        o.run_dir.display()
+    );
+}

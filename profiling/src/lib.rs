@@ -1,0 +1,24 @@
+//! profiling: the rig. It starts `share-server` inside a memory limit like a
+//! small VM's, replays load with loadgen, samples every memory layer over
+//! time and knows an OOM kill when it sees one.
+//!
+//! Module map:
+//! - [`scenario`]: the scenario file (machine, server, phases, sampling, budgets).
+//! - [`machine`]: where the server runs: a fresh memory cgroup (`cgroup`), the
+//!   whole machine (`machine`, for a real small VM) or no limit (`none`); how
+//!   to start a process inside it, where its memory figures come from and how
+//!   a kill is detected.
+//! - [`target`]: the server process: build/locate, start, wait for health, stop.
+//! - [`sample`]: the sample schema written to `samples.jsonl` (read by reports).
+//! - [`sampler`]: the periodic sampler that writes it.
+//! - [`meta`]: what ran (git revision, features, kernel, cgroup, limit).
+//! - [`run`]: `rig run`, tying it all together into a run directory.
+
+pub mod machine;
+pub mod meta;
+pub mod run;
+mod run_progress;
+pub mod sample;
+pub mod sampler;
+pub mod scenario;
+pub mod target;

@@ -1,0 +1,281 @@
+//! `cgroup` mode: a fresh memory cgroup with the scenario's limit and swap
+//! off; only the server inside (the rig and loadgen stay outside, like
+//! clients on another host). cgroup v1 (this development machine) and v2
+//! (Fly VMs, most CI runners).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use memstat::cgroup::{CGROUP_ROOT, Cgroup, Version};
+use tokio::process::Command;
+
+use super::{Machine, MachineError, MachineInfo, Probe, is_root, read_process};
+use crate::sample::{MachineMemory, ProcessSample};
+use crate::scenario::{MachineSpec, Mode};
+
+/// Parent of the rig's cgroups, so they are easy to find and clean.
+const PARENT: &str = "sharerig";
+/// How long teardown waits for killed processes to leave the cgroup.
+const EMPTY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct CgroupMachine {
+    cgroup: Cgroup,
+    limit: u64,
+    tmpfs: Option<PathBuf>,
+    notes: Vec<String>,
+    torn_down: bool,
+}
+
+fn io_err(
+    action: &'static str,
+    path: &Path,
+    hint: Option<String>,
+) -> impl FnOnce(std::io::Error) -> MachineError {
+    let path = path.to_owned();
+    move |source| MachineError::Io {
+        action,
+        path,
+        source,
+        hint,
+    }
+}
+
+impl CgroupMachine {
+    /// Creates `<hierarchy>/sharerig/<run_id>` with the limit, and the tmpfs.
+    pub fn create(
+        spec: &MachineSpec,
+        run_id: &str,
+        scratch: &Path,
+        notes: Vec<String>,
+    ) -> Result<Self, MachineError> {
+        let own = Cgroup::of_process(None).map_err(|e| {
+            MachineError::Unsupported(format!(
+                "cgroup mode needs a memory cgroup hierarchy: {e}; use mode = \"none\" to run without a limit"
+            ))
+        })?;
+        let limit = spec.memory.0;
+        let cgroup = match own.version {
+            Version::V1 => create_v1(run_id, limit)?,
+            Version::V2 => create_v2(&own, run_id, limit)?,
+        };
+        let mut machine = CgroupMachine {
+            cgroup,
+            limit,
+            tmpfs: None,
+            notes,
+            torn_down: false,
+        };
+        if let Some(size) = spec.tmpfs {
+            let dir = scratch.join("tmpfs");
+            if let Err(e) = mount_tmpfs(&dir, size.0) {
+                let _ = machine.teardown();
+                return Err(e);
+            }
+            machine.tmpfs = Some(dir);
+        }
+        Ok(machine)
+    }
+
+    pub fn cgroup(&self) -> &Cgroup {
+        &self.cgroup
+    }
+}
+
+fn write(dir: &Path, file: &str, value: &str, hint: Option<String>) -> Result<(), MachineError> {
+    let path = dir.join(file);
+    std::fs::write(&path, value).map_err(io_err("writing", &path, hint))
+}
+
+fn create_v1(run_id: &str, limit: u64) -> Result<Cgroup, MachineError> {
+    let dir = Path::new(CGROUP_ROOT)
+        .join("memory")
+        .join(PARENT)
+        .join(run_id);
+    let hint =
+        (!is_root()).then(|| "creating a cgroup needs root; run the rig with sudo".to_owned());
+    std::fs::create_dir_all(&dir).map_err(io_err("creating cgroup", &dir, hint))?;
+    let setup = || -> Result<(), MachineError> {
+        write(&dir, "memory.limit_in_bytes", &limit.to_string(), None)?;
+        // Swap off: memory+swap may not exceed memory (only where swap accounting exists).
+        if dir.join("memory.memsw.limit_in_bytes").exists() {
+            write(
+                &dir,
+                "memory.memsw.limit_in_bytes",
+                &limit.to_string(),
+                None,
+            )?;
+        }
+        write(&dir, "memory.swappiness", "0", None)
+    };
+    setup().inspect_err(|_| {
+        let _ = std::fs::remove_dir(&dir);
+    })?;
+    Ok(Cgroup {
+        version: Version::V1,
+        dir,
+    })
+}
+
+fn create_v2(own: &Cgroup, run_id: &str, limit: u64) -> Result<Cgroup, MachineError> {
+    // Children go under our own cgroup (a delegated subtree); it must hand
+    // the memory controller down, which the kernel refuses while it holds
+    // processes itself unless it is the root.
+    let parent = own.dir.join(PARENT);
+    let hint = Some(format!(
+        "the rig needs a delegated cgroup v2 subtree with the memory controller: run it as root, or under \
+         `systemd-run --user --scope -p Delegate=yes -- rig run ...` (parent cgroup {})",
+        own.dir.display()
+    ));
+    std::fs::create_dir_all(&parent).map_err(io_err("creating cgroup", &parent, hint.clone()))?;
+    write(&own.dir, "cgroup.subtree_control", "+memory", hint.clone())?;
+    write(&parent, "cgroup.subtree_control", "+memory", hint.clone())?;
+    let dir = parent.join(run_id);
+    std::fs::create_dir(&dir).map_err(io_err("creating cgroup", &dir, hint))?;
+    let setup = || -> Result<(), MachineError> {
+        write(&dir, "memory.max", &limit.to_string(), None)?;
+        if dir.join("memory.swap.max").exists() {
+            write(&dir, "memory.swap.max", "0", None)?;
+        }
+        Ok(())
+    };
+    setup().inspect_err(|_| {
+        let _ = std::fs::remove_dir(&dir);
+    })?;
+    Ok(Cgroup {
+        version: Version::V2,
+        dir,
+    })
+}
+
+fn mount_tmpfs(dir: &Path, size: u64) -> Result<(), MachineError> {
+    if !is_root() {
+        return Err(MachineError::Unsupported(
+            "machine.tmpfs needs root to mount a tmpfs; remove it or run the rig as root".into(),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(io_err("creating", dir, None))?;
+    let status = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=1777"),
+            "sharerig-tmp",
+        ])
+        .arg(dir)
+        .status()
+        .map_err(io_err(
+            "running mount for",
+            dir,
+            Some("is util-linux installed?".into()),
+        ))?;
+    if !status.success() {
+        return Err(MachineError::Unsupported(format!(
+            "mount -t tmpfs on {} failed: {status}",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+impl Machine for CgroupMachine {
+    fn info(&self) -> MachineInfo {
+        MachineInfo {
+            mode: Mode::Cgroup,
+            limit_bytes: Some(self.limit),
+            memory_source: match self.cgroup.version {
+                Version::V1 => "cgroup-v1".into(),
+                Version::V2 => "cgroup-v2".into(),
+            },
+            cgroup_path: Some(self.cgroup.dir.clone()),
+            tmpfs: self.tmpfs.clone(),
+            notes: self.notes.clone(),
+        }
+    }
+
+    /// `sh` joins the cgroup, then execs the program: it is inside from its
+    /// first instruction, with no unsafe `pre_exec`.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
+            .arg(&self.cgroup.dir)
+            .arg(program);
+        if let Some(tmp) = &self.tmpfs {
+            cmd.env("TMPDIR", tmp).env("SQLITE_TMPDIR", tmp);
+        }
+        cmd
+    }
+
+    fn probe(&self) -> Arc<dyn Probe> {
+        Arc::new(CgroupProbe(self.cgroup.clone()))
+    }
+
+    fn oom_kills(&self) -> Option<u64> {
+        self.cgroup.oom_kills()
+    }
+
+    fn teardown(&mut self) -> Result<(), MachineError> {
+        if self.torn_down {
+            return Ok(());
+        }
+        kill_members(&self.cgroup.dir);
+        if let Some(tmp) = self.tmpfs.take() {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&tmp)
+                .status();
+            let _ = std::fs::remove_dir(&tmp);
+        }
+        let dir = &self.cgroup.dir;
+        let started = Instant::now();
+        // rmdir fails with EBUSY until the killed processes have left.
+        loop {
+            match std::fs::remove_dir(dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if started.elapsed() > EMPTY_TIMEOUT => {
+                    return Err(io_err("removing cgroup", dir, None)(e));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        self.torn_down = true;
+        Ok(())
+    }
+}
+
+impl Drop for CgroupMachine {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            tracing::warn!(error = %e, "could not remove the run's cgroup");
+        }
+    }
+}
+
+/// SIGKILLs every process left in the cgroup.
+fn kill_members(dir: &Path) {
+    let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+struct CgroupProbe(Cgroup);
+
+impl Probe for CgroupProbe {
+    fn machine(&self) -> Result<MachineMemory, String> {
+        let memory = self.0.read().map_err(|e| e.to_string())?;
+        Ok(MachineMemory::from_cgroup(&memory, self.0.pressure()))
+    }
+
+    fn process(&self, pid: u32) -> Result<ProcessSample, String> {
+        read_process(pid)
+    }
+}

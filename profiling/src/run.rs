@@ -1,0 +1,437 @@
+//! `rig run SCENARIO.toml`: build the server, start it inside the machine,
+//! sample it, run the load phases through loadgen, stop everything and
+//! leave a run directory:
+//!
+//! ```text
+//! runs/<scenario>-<UTC time>/
+//!   scenario.toml    the scenario as run
+//!   meta.json        what ran (git, features, flags, allocator, kernel, cgroup, limit)
+//!   samples.jsonl    one sample per tick (see `sample.rs`)
+//!   events.jsonl     phase boundaries, the server's start and death
+//!   loadgen/<n>-<phase>/   loadgen's summary and goose's reports per phase
+//!   server.log       the server's stderr
+//!   outcome.json     how it ended: exit, OOM kills, time of death, phases
+//! ```
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::distr::{Alphanumeric, SampleString};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::machine::{self, Machine};
+use crate::meta::{Git, Host, Meta, ServerMeta};
+use crate::sample::Sample;
+use crate::sampler::{self, Sampler};
+use crate::scenario::Scenario;
+use crate::target::{self, Exit, Server};
+
+/// Samples kept in `outcome.json` from just before the end (or the death).
+const LAST_SAMPLES: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Scenario(#[from] crate::scenario::ScenarioError),
+    #[error(transparent)]
+    Machine(#[from] machine::MachineError),
+    #[error(transparent)]
+    Target(#[from] target::TargetError),
+    #[error("phase {phase}: its loadgen configuration is invalid: {source}")]
+    PhaseConfig {
+        phase: String,
+        source: toml::de::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("interrupted before the server was up")]
+    Interrupted,
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Io { context, source }
+}
+
+pub struct RunOptions {
+    pub scenario: PathBuf,
+    /// Where run directories go (`runs/`).
+    pub runs_dir: PathBuf,
+    /// The workspace, to build share-server and read the git revision.
+    pub workspace: PathBuf,
+    /// Show the live line on the terminal.
+    pub progress: bool,
+}
+
+/// How a run ended; `outcome.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    /// No OOM kill, the server alive until the rig stopped it, every phase ok, not interrupted.
+    pub passed: bool,
+    pub oom_kills: u64,
+    pub server_exit: Option<Exit>,
+    /// When the server died on its own, ms since the run started.
+    pub died_at_ms: Option<u64>,
+    pub interrupted: bool,
+    pub phases: Vec<PhaseOutcome>,
+    pub samples: u64,
+    pub peaks: Peaks,
+    /// The samples just before the end (or the death).
+    pub last_samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseOutcome {
+    pub name: String,
+    pub started_ms: u64,
+    pub ended_ms: u64,
+    pub ok: bool,
+    /// loadgen's error, if it failed as a whole.
+    pub error: Option<String>,
+    pub summary: Option<loadgen::Summary>,
+}
+
+/// Highest figures over the run, bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Peaks {
+    pub machine_usage_bytes: u64,
+    pub machine_working_set_bytes: u64,
+    pub machine_anon_bytes: u64,
+    pub machine_file_bytes: u64,
+    pub process_rss_bytes: u64,
+    pub process_anon_bytes: u64,
+    pub process_hwm_bytes: u64,
+    pub allocator_resident_bytes: u64,
+}
+
+impl Peaks {
+    fn add(&mut self, s: &Sample) {
+        let max = |a: &mut u64, b: u64| *a = (*a).max(b);
+        if let Some(m) = &s.machine {
+            max(&mut self.machine_usage_bytes, m.usage_bytes);
+            max(&mut self.machine_working_set_bytes, m.working_set_bytes);
+            max(&mut self.machine_anon_bytes, m.anon_bytes);
+            max(&mut self.machine_file_bytes, m.file_bytes);
+        }
+        if let Some(p) = &s.process {
+            max(&mut self.process_rss_bytes, p.memory.vm_rss_bytes);
+            max(&mut self.process_anon_bytes, p.memory.rss_anon_bytes);
+            max(&mut self.process_hwm_bytes, p.memory.vm_hwm_bytes);
+        }
+        if let Some(r) = s
+            .server
+            .as_ref()
+            .and_then(|v| v.pointer("/allocator/resident_bytes"))
+            .and_then(|v| v.as_u64())
+        {
+            max(&mut self.allocator_resident_bytes, r);
+        }
+    }
+}
+
+/// Appends timestamped events to `events.jsonl`.
+#[derive(Clone)]
+struct Events {
+    file: Arc<Mutex<File>>,
+    started: Instant,
+}
+
+impl Events {
+    fn record(&self, event: &str, detail: serde_json::Value) {
+        let line = serde_json::json!({
+            "t_ms": self.started.elapsed().as_millis() as u64,
+            "event": event,
+            "detail": detail,
+        });
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(file, "{line}");
+        let _ = file.flush();
+    }
+}
+
+/// Runs a scenario end to end. Errors before the server runs are returned;
+/// once it runs, everything ends in an [`Outcome`] (a crash is a result).
+pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
+    let scenario = Scenario::load(&options.scenario)?;
+    let scenario_text = std::fs::read_to_string(&options.scenario)
+        .map_err(io(format!("reading {}", options.scenario.display())))?;
+    let run_id = format!("{}-{}", scenario.name, Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let dir = options.runs_dir.join(&run_id);
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    std::fs::write(dir.join("scenario.toml"), &scenario_text)
+        .map_err(io("writing scenario.toml"))?;
+    // Validate every phase before spending minutes on a build.
+    let phase_configs = scenario
+        .phases
+        .iter()
+        .map(|p| {
+            toml::Value::Table(p.loadgen.clone())
+                .try_into::<loadgen::Config>()
+                .map_err(|source| RunError::PhaseConfig {
+                    phase: p.name.clone(),
+                    source,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let spec = scenario.server.clone();
+    let workspace = options.workspace.clone();
+    let binary = tokio::task::spawn_blocking(move || target::build(&spec, &workspace))
+        .await
+        .map_err(|e| io("building share-server")(std::io::Error::other(e)))??;
+
+    let data = tempfile::Builder::new()
+        .prefix("sharerig-data-")
+        .tempdir()
+        .map_err(io("creating the server's data dir"))?;
+    let mut machine = machine::open(&scenario.machine, &run_id, data.path())?;
+    let mut meta = Meta {
+        rig_version: env!("CARGO_PKG_VERSION"),
+        scenario: scenario.name.clone(),
+        scenario_file: options.scenario.display().to_string(),
+        started_at: Utc::now(),
+        finished_at: None,
+        git: Git::of(&options.workspace),
+        server: ServerMeta::of(&binary, &scenario),
+        machine: machine.info(),
+        host: Host::current(),
+        sampling_interval_ms: scenario.sampling.interval.as_millis() as u64,
+    };
+    write_json(&dir.join("meta.json"), &meta)?;
+
+    let outcome = drive(
+        &scenario,
+        phase_configs,
+        machine.as_ref(),
+        &binary,
+        &dir,
+        data.path(),
+        options.progress,
+    )
+    .await;
+    if let Err(e) = machine.teardown() {
+        tracing::warn!(error = %e, "tearing down the machine");
+    }
+    meta.finished_at = Some(Utc::now());
+    write_json(&dir.join("meta.json"), &meta)?;
+    let outcome = outcome?;
+    write_json(&dir.join("outcome.json"), &outcome)?;
+    Ok(outcome)
+}
+
+/// The part of a run with the server up.
+async fn drive(
+    scenario: &Scenario,
+    phase_configs: Vec<loadgen::Config>,
+    machine: &dyn Machine,
+    binary: &Path,
+    dir: &Path,
+    data: &Path,
+    progress: bool,
+) -> Result<Outcome, RunError> {
+    let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
+    let db = data.join("store.db");
+    let oom_before = machine.oom_kills().unwrap_or(0);
+    let events = Events {
+        file: Arc::new(Mutex::new(
+            File::create(dir.join("events.jsonl")).map_err(io("creating events.jsonl"))?,
+        )),
+        started: Instant::now(),
+    };
+    let log = dir.join("server.log");
+    let mut server = tokio::select! {
+        server = Server::start(machine, binary, &scenario.server.args, &db, &log, &secret) => server?,
+        _ = tokio::signal::ctrl_c() => return Err(RunError::Interrupted),
+    };
+    events.record("server-started", serde_json::json!({ "pid": server.pid }));
+
+    let phase = sampler::Phase::default();
+    phase.set("start");
+    let (latest_tx, latest_rx) = watch::channel(None);
+    let stop_sampling = CancellationToken::new();
+    let sampler = Sampler {
+        probe: machine.probe(),
+        target: sampler::Target {
+            pid: server.pid,
+            debug_url: server.debug_url.clone(),
+            db: db.clone(),
+        },
+        interval: scenario.sampling.interval,
+        started: events.started,
+        phase: phase.clone(),
+    };
+    let samples_path = dir.join("samples.jsonl");
+    let sampling = {
+        let (path, stop) = (samples_path.clone(), stop_sampling.clone());
+        tokio::spawn(async move { sampler.run(&path, latest_tx, stop).await })
+    };
+    let live = progress.then(|| crate::run_progress::spawn(latest_rx, machine.info().limit_bytes));
+
+    let mut phases = Vec::new();
+    let mut uploads: Vec<loadgen::UploadRecord> = Vec::new();
+    let mut died: Option<(Exit, u64)> = None;
+    let mut interrupted = false;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+
+    for (index, (spec, mut config)) in scenario.phases.iter().zip(phase_configs).enumerate() {
+        phase.set(&spec.name);
+        let started_ms = events.started.elapsed().as_millis() as u64;
+        events.record("phase-start", serde_json::json!({ "phase": spec.name }));
+        config.host = server.base_url.clone();
+        config.secret = secret.clone();
+        config.report_dir = dir
+            .join("loadgen")
+            .join(format!("{}-{}", index + 1, spec.name));
+        config.known_uploads.extend(uploads.iter().cloned());
+        config.quiet = true;
+        let result = tokio::select! {
+            result = loadgen::run(config) => Some(result),
+            exit = server.wait() => {
+                died = Some((exit, events.started.elapsed().as_millis() as u64));
+                None
+            }
+            _ = &mut ctrl_c => {
+                interrupted = true;
+                None
+            }
+        };
+        let ended_ms = events.started.elapsed().as_millis() as u64;
+        let (ok, error, summary) = match result {
+            Some(Ok(summary)) => (summary.ok, None, Some(summary)),
+            Some(Err(e)) => (false, Some(e.to_string()), None),
+            None => (
+                false,
+                Some(if interrupted {
+                    "interrupted".into()
+                } else {
+                    "the server died".into()
+                }),
+                None,
+            ),
+        };
+        if let Some(s) = &summary {
+            uploads.extend(s.uploads.iter().cloned());
+        }
+        events.record(
+            "phase-end",
+            serde_json::json!({ "phase": spec.name, "ok": ok, "error": error }),
+        );
+        phases.push(PhaseOutcome {
+            name: spec.name.clone(),
+            started_ms,
+            ended_ms,
+            ok,
+            error,
+            summary,
+        });
+        if died.is_some() || interrupted {
+            break;
+        }
+        if !spec.pause_after.is_zero() {
+            phase.set("pause");
+            tokio::select! {
+                () = tokio::time::sleep(spec.pause_after) => {}
+                exit = server.wait() => died = Some((exit, events.started.elapsed().as_millis() as u64)),
+                _ = &mut ctrl_c => interrupted = true,
+            }
+            if died.is_some() || interrupted {
+                break;
+            }
+        }
+    }
+    if let Some((exit, at)) = &died {
+        events.record(
+            "server-died",
+            serde_json::json!({ "at_ms": at, "exit": exit.describe() }),
+        );
+    }
+    if interrupted {
+        events.record("interrupted", serde_json::Value::Null);
+    }
+
+    phase.set("end");
+    // One more tick so the last state is on record, then stop sampling.
+    tokio::time::sleep(scenario.sampling.interval).await;
+    stop_sampling.cancel();
+    let samples = match sampling.await {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return Err(io("writing samples.jsonl")(e)),
+        Err(e) => return Err(io("the sampler task")(std::io::Error::other(e))),
+    };
+    if let Some(live) = live {
+        live.finish();
+    }
+    let died_at_ms = died.as_ref().map(|(_, at)| *at);
+    let exit = match died {
+        Some((exit, _)) => exit,
+        None => server.stop().await,
+    };
+    events.record(
+        "server-stopped",
+        serde_json::json!({ "exit": exit.describe() }),
+    );
+    let oom_kills = machine.oom_kills().unwrap_or(0).saturating_sub(oom_before);
+    let (peaks, last_samples) = read_back(&samples_path)?;
+    let passed =
+        oom_kills == 0 && died_at_ms.is_none() && !interrupted && phases.iter().all(|p| p.ok);
+    Ok(Outcome {
+        run_dir: dir.to_owned(),
+        passed,
+        oom_kills,
+        died_at_ms,
+        server_exit: Some(exit),
+        interrupted,
+        phases,
+        samples,
+        peaks,
+        last_samples,
+    })
+}
+
+/// Peaks over all samples and the last few samples.
+fn read_back(path: &Path) -> Result<(Peaks, Vec<Sample>), RunError> {
+    let file = File::open(path).map_err(io(format!("reading {}", path.display())))?;
+    let mut peaks = Peaks::default();
+    let mut last = std::collections::VecDeque::with_capacity(LAST_SAMPLES);
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(io("reading samples.jsonl"))?;
+        let Ok(sample) = serde_json::from_str::<Sample>(&line) else {
+            continue; // a line cut by a crash of the rig itself
+        };
+        peaks.add(&sample);
+        if last.len() == LAST_SAMPLES {
+            last.pop_front();
+        }
+        last.push_back(sample);
+    }
+    Ok((peaks, last.into()))
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| io("encoding JSON")(std::io::Error::other(e)))?;
+    std::fs::write(path, text + "\n").map_err(io(format!("writing {}", path.display())))
+}
+
+/// Waits up to `timeout` for `f` to hold (tests and callers polling files).
+pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !f() {
+        if started.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}

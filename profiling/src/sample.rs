@@ -1,0 +1,114 @@
+//! One line of `samples.jsonl`: every memory layer at one instant. The
+//! sampler writes it, the reports read it; a missing figure is `null`, never 0.
+
+use memstat::cgroup::{CgroupMemory, Pressure};
+use memstat::process::ProcessMemory;
+use memstat::system::SystemMemory;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sample {
+    /// Milliseconds since the run started (monotonic clock).
+    pub t_ms: u64,
+    /// The load phase running (or `start`, `pause`, `end`).
+    pub phase: String,
+    /// The server process; `null` once it is gone.
+    pub process: Option<ProcessSample>,
+    /// The machine the server runs in: its cgroup, or the whole machine.
+    pub machine: Option<MachineMemory>,
+    pub system: Option<SystemMemory>,
+    /// The server's own `/debug/stats` (allocator, sqlite, app); `null` when
+    /// it did not answer within the sampling interval.
+    pub server: Option<serde_json::Value>,
+    /// Database files, bytes.
+    pub files: Option<FileSizes>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessSample {
+    #[serde(flatten)]
+    pub memory: ProcessMemory,
+    /// Proportional set size from `smaps_rollup` (shared pages split among sharers).
+    pub pss_bytes: Option<u64>,
+}
+
+/// The memory of the machine the server runs in, bytes: a cgroup's files,
+/// or `/proc/meminfo` for a whole machine (`source` says which).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineMemory {
+    /// `cgroup-v1`, `cgroup-v2` or `meminfo`.
+    pub source: String,
+    pub usage_bytes: u64,
+    /// `null`: no limit.
+    pub limit_bytes: Option<u64>,
+    pub peak_bytes: Option<u64>,
+    pub anon_bytes: u64,
+    pub file_bytes: u64,
+    pub mapped_file_bytes: u64,
+    pub dirty_bytes: u64,
+    pub writeback_bytes: u64,
+    pub inactive_file_bytes: u64,
+    /// usage − inactive file cache: what cannot simply be dropped.
+    pub working_set_bytes: u64,
+    pub oom_kills: Option<u64>,
+    pub limit_hits: Option<u64>,
+    pub pressure: Option<Pressure>,
+}
+
+impl MachineMemory {
+    pub fn from_cgroup(c: &CgroupMemory, pressure: Option<Pressure>) -> Self {
+        MachineMemory {
+            source: match c.version {
+                memstat::cgroup::Version::V1 => "cgroup-v1".into(),
+                memstat::cgroup::Version::V2 => "cgroup-v2".into(),
+            },
+            usage_bytes: c.usage_bytes,
+            limit_bytes: c.limit_bytes,
+            peak_bytes: c.peak_bytes,
+            anon_bytes: c.anon_bytes,
+            file_bytes: c.file_bytes,
+            mapped_file_bytes: c.mapped_file_bytes,
+            dirty_bytes: c.dirty_bytes,
+            writeback_bytes: c.writeback_bytes,
+            inactive_file_bytes: c.inactive_file_bytes,
+            working_set_bytes: c.working_set_bytes,
+            oom_kills: c.oom_kills,
+            limit_hits: c.limit_hits,
+            pressure,
+        }
+    }
+
+    /// A whole machine from `/proc/meminfo`: used = total − free, limited by
+    /// MemTotal (`limit` is `None` to say "no limit is enforced here").
+    pub fn from_meminfo(
+        m: &SystemMemory,
+        limit: Option<u64>,
+        oom_kills: Option<u64>,
+        pressure: Option<Pressure>,
+    ) -> Self {
+        let usage = m.mem_total_bytes.saturating_sub(m.mem_free_bytes);
+        MachineMemory {
+            source: "meminfo".into(),
+            usage_bytes: usage,
+            limit_bytes: limit,
+            peak_bytes: None,
+            anon_bytes: m.anon_bytes,
+            file_bytes: m.cached_bytes + m.buffers_bytes,
+            mapped_file_bytes: m.mapped_bytes,
+            dirty_bytes: m.dirty_bytes,
+            writeback_bytes: m.writeback_bytes,
+            inactive_file_bytes: m.inactive_file_bytes,
+            working_set_bytes: usage.saturating_sub(m.inactive_file_bytes),
+            oom_kills,
+            limit_hits: None,
+            pressure,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSizes {
+    pub db_bytes: u64,
+    pub wal_bytes: u64,
+    pub shm_bytes: u64,
+}

@@ -1,0 +1,148 @@
+//! The sampler: every `interval`, one [`Sample`] of every layer, appended to
+//! `samples.jsonl` and flushed at once, so a run killed mid-way keeps its
+//! data. It runs in the rig, outside the server, so it does not add to what
+//! it measures; reads that stall (a process under memory pressure) are cut
+//! off at the interval instead of delaying the next tick.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::machine::Probe;
+use crate::sample::{FileSizes, Sample};
+
+/// What the sampler watches.
+pub struct Target {
+    pub pid: u32,
+    pub debug_url: String,
+    pub db: PathBuf,
+}
+
+/// Shared with the run: the phase name written into each sample.
+#[derive(Clone, Default)]
+pub struct Phase(Arc<Mutex<String>>);
+
+impl Phase {
+    pub fn set(&self, name: &str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = name.to_owned();
+    }
+
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub struct Sampler {
+    pub probe: Arc<dyn Probe>,
+    pub target: Target,
+    pub interval: Duration,
+    pub started: Instant,
+    pub phase: Phase,
+}
+
+impl Sampler {
+    /// Samples until `stop` fires; each sample is also published on `latest`.
+    /// Returns how many samples were written.
+    pub async fn run(
+        self,
+        out: &Path,
+        latest: watch::Sender<Option<Sample>>,
+        stop: CancellationToken,
+    ) -> std::io::Result<u64> {
+        let mut writer = BufWriter::new(File::create(out)?);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(self.interval)
+            .build()
+            .map_err(std::io::Error::other)?;
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut written = 0;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let sample = self.take(&http).await;
+            serde_json::to_writer(&mut writer, &sample)?;
+            writer.write_all(b"\n")?;
+            writer.flush()?;
+            written += 1;
+            latest.send_replace(Some(sample));
+        }
+        Ok(written)
+    }
+
+    /// One sample: /proc and the cgroup on a blocking thread, the server's
+    /// stats over HTTP, both bounded by the interval.
+    pub async fn take(&self, http: &reqwest::Client) -> Sample {
+        let t_ms = self.started.elapsed().as_millis() as u64;
+        let probe = Arc::clone(&self.probe);
+        let pid = self.target.pid;
+        let db = self.target.db.clone();
+        let local = tokio::task::spawn_blocking(move || {
+            (
+                probe.process(pid).ok(),
+                probe.machine().ok(),
+                memstat::system::read().ok(),
+                file_sizes(&db),
+            )
+        });
+        let stats = fetch_stats(http, &self.target.debug_url);
+        let (local, server) = tokio::join!(tokio::time::timeout(self.interval, local), stats);
+        let (process, machine, system, files) = match local {
+            Ok(Ok(readings)) => readings,
+            _ => (None, None, None, None),
+        };
+        Sample {
+            t_ms,
+            phase: self.phase.get(),
+            process,
+            machine,
+            system,
+            server,
+            files,
+        }
+    }
+}
+
+/// The parts of `/debug/stats` the rig keeps (the rest it reads itself).
+async fn fetch_stats(http: &reqwest::Client, debug_url: &str) -> Option<serde_json::Value> {
+    let mut stats: serde_json::Value = http
+        .get(format!("{debug_url}/debug/stats"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let object = stats.as_object_mut()?;
+    object.retain(|k, _| {
+        matches!(
+            k.as_str(),
+            "allocator" | "sqlite" | "app" | "collect_seconds"
+        )
+    });
+    Some(stats)
+}
+
+fn file_sizes(db: &Path) -> Option<FileSizes> {
+    let size = |suffix: &str| {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        std::fs::metadata(PathBuf::from(path))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    Some(FileSizes {
+        db_bytes: std::fs::metadata(db).ok()?.len(),
+        wal_bytes: size("-wal"),
+        shm_bytes: size("-shm"),
+    })
+}

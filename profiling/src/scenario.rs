@@ -1,0 +1,237 @@
+//! Scenario files (TOML): the machine, the server, the load phases, the
+//! sampling rate and (for `rig gate`) budgets. Documented in `docs/scenarios.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use loadgen::ByteSize as Size;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Names the run directory (`runs/<name>-<UTC time>/`).
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub machine: MachineSpec,
+    #[serde(default)]
+    pub server: ServerSpec,
+    #[serde(default)]
+    pub sampling: SamplingSpec,
+    /// Load phases, run in order.
+    #[serde(default)]
+    pub phases: Vec<Phase>,
+    /// Limits checked by `rig gate`; kept as written.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub budgets: toml::Table,
+}
+
+/// Where the server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A fresh memory cgroup with `memory` as its limit (swap off).
+    #[default]
+    Cgroup,
+    /// This whole machine (a real small VM): no child cgroup; the limit is MemTotal.
+    Machine,
+    /// No limit: for profiling only.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineSpec {
+    #[serde(default)]
+    pub mode: Mode,
+    /// The memory limit in `cgroup` mode.
+    #[serde(default = "default_memory")]
+    pub memory: Size,
+    /// A tmpfs of this size as the server's TMPDIR, charged to its cgroup (a
+    /// small VM's /tmp lives in RAM). Root only.
+    #[serde(default)]
+    pub tmpfs: Option<Size>,
+    /// Drop clean page cache before the run (root only; skipped with a note otherwise).
+    #[serde(default)]
+    pub drop_caches: bool,
+}
+
+fn default_memory() -> Size {
+    Size(256 << 20)
+}
+
+impl Default for MachineSpec {
+    fn default() -> Self {
+        MachineSpec {
+            mode: Mode::Cgroup,
+            memory: default_memory(),
+            tmpfs: None,
+            drop_caches: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Cargo features of share-server; empty: its defaults (jemalloc).
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Build without default features (e.g. `features = ["system"]`).
+    #[serde(default)]
+    pub no_default_features: bool,
+    /// Extra flags (the rig sets --db, --port, --listen and --debug-listen).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Use this binary instead of building one.
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingSpec {
+    /// Time between samples (10 Hz by default).
+    #[serde(with = "humantime_serde", default = "default_interval")]
+    pub interval: Duration,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_millis(100)
+}
+
+impl Default for SamplingSpec {
+    fn default() -> Self {
+        SamplingSpec {
+            interval: default_interval(),
+        }
+    }
+}
+
+/// One load phase: a loadgen configuration (host, secret and report
+/// directory are filled in by the rig), then an optional pause.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub name: String,
+    /// loadgen's configuration, as in `loadgen::Config` (kebab-case keys).
+    #[serde(default)]
+    pub loadgen: toml::Table,
+    /// Idle time after the phase (lets memory settle; shows in the plots).
+    #[serde(with = "humantime_serde", default)]
+    pub pause_after: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("reading scenario {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("scenario {path} is not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("scenario {path}: {problem}")]
+    Invalid { path: PathBuf, problem: String },
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = toml::from_str(text).map_err(|source| ScenarioError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |problem: String| ScenarioError::Invalid {
+            path: path.to_owned(),
+            problem,
+        };
+        if scenario.name.is_empty()
+            || !scenario
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(format!(
+                "name {:?} must be letters, digits, '-' or '_'",
+                scenario.name
+            )));
+        }
+        if scenario.machine.mode == Mode::Cgroup && scenario.machine.memory.0 < (8 << 20) {
+            return Err(invalid(format!(
+                "machine.memory {} is below 8 MiB",
+                scenario.machine.memory
+            )));
+        }
+        if scenario.sampling.interval < Duration::from_millis(10) {
+            return Err(invalid("sampling.interval must be at least 10ms".into()));
+        }
+        Ok(scenario)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_scenario() {
+        let text = r#"
+            name = "parallel-uploads"
+            [machine]
+            mode = "cgroup"
+            memory = "256MiB"
+            tmpfs = "32MiB"
+            [server]
+            features = ["jemalloc"]
+            args = ["--gc-interval", "1h"]
+            [sampling]
+            interval = "50ms"
+            [[phases]]
+            name = "upload"
+            pause_after = "2s"
+            [phases.loadgen]
+            scenario = "upload"
+            users = 3
+            [budgets]
+            peak-working-set = "200MiB"
+        "#;
+        let s = Scenario::parse(text, Path::new("x.toml")).unwrap();
+        assert_eq!(s.machine.memory, Size(256 << 20));
+        assert_eq!(s.machine.tmpfs, Some(Size(32 << 20)));
+        assert_eq!(s.sampling.interval, Duration::from_millis(50));
+        assert_eq!(s.phases[0].pause_after, Duration::from_secs(2));
+        assert_eq!(s.phases[0].loadgen["users"].as_integer(), Some(3));
+        assert!(s.budgets.contains_key("peak-working-set"));
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let s = Scenario::parse("name = \"x\"", Path::new("x.toml")).unwrap();
+        assert_eq!(s.machine.mode, Mode::Cgroup);
+        assert_eq!(s.machine.memory, Size(256 << 20));
+        assert_eq!(s.sampling.interval, Duration::from_millis(100));
+        assert!(Scenario::parse("name = \"x\"\nmystery = 1", Path::new("x.toml")).is_err());
+        assert!(Scenario::parse("name = \"a/b\"", Path::new("x.toml")).is_err());
+        assert!(
+            Scenario::parse(
+                "name = \"x\"\n[machine]\nmemory = \"1MiB\"",
+                Path::new("x.toml")
+            )
+            .is_err()
+        );
+    }
+}

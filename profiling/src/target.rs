@@ -1,0 +1,265 @@
+//! The server under test: build or locate the binary, start it inside the
+//! machine, wait until it answers, and stop it (SIGTERM, then SIGKILL).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout};
+
+use crate::machine::Machine;
+use crate::scenario::ServerSpec;
+
+/// A cold start on a 256 MiB cgroup takes well under a second; 30 s covers a loaded CI host.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// SIGTERM drains requests (10 s by default) and checkpoints; then SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("building share-server failed ({status}): see the cargo output above")]
+    Build { status: ExitStatus },
+    #[error("running cargo: {0}")]
+    Cargo(std::io::Error),
+    #[error("starting {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("share-server did not start: {reason}; last log lines:\n{log_tail}")]
+    NoStart { reason: String, log_tail: String },
+}
+
+/// Builds share-server in release mode with the scenario's features and
+/// returns the binary, or returns the scenario's own binary.
+pub fn build(spec: &ServerSpec, workspace: &Path) -> Result<PathBuf, TargetError> {
+    if let Some(binary) = &spec.binary {
+        return Ok(binary.clone());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "--release", "-p", "share-server"]);
+    if spec.no_default_features {
+        cmd.arg("--no-default-features");
+    }
+    if !spec.features.is_empty() {
+        cmd.args(["--features", &spec.features.join(",")]);
+    }
+    let status = cmd.status().map_err(TargetError::Cargo)?;
+    if !status.success() {
+        return Err(TargetError::Build { status });
+    }
+    Ok(target_dir(workspace).join("release").join("share-server"))
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR`, else `<workspace>/target`.
+pub fn target_dir(workspace: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace.join(dir)
+            }
+        }
+        None => workspace.join("target"),
+    }
+}
+
+/// How the server ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Stopped by the rig (SIGTERM at the end), as opposed to dying on its own.
+    pub stopped_by_rig: bool,
+}
+
+impl Exit {
+    /// How a process ended, from its wait status.
+    pub fn observe(status: ExitStatus, stopped_by_rig: bool) -> Self {
+        Self::from_status(status, stopped_by_rig)
+    }
+
+    fn from_status(status: ExitStatus, stopped_by_rig: bool) -> Self {
+        Exit {
+            code: status.code(),
+            signal: status.signal(),
+            stopped_by_rig,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.code, self.signal) {
+            (_, Some(9)) => "killed by SIGKILL".into(),
+            (_, Some(s)) => format!("killed by signal {s}"),
+            (Some(c), None) => format!("exited with status {c}"),
+            (None, None) => "ended".into(),
+        }
+    }
+}
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    pub pid: u32,
+    pub base_url: String,
+    pub debug_url: String,
+    pub log: PathBuf,
+    /// Kept open so the server never writes to a closed pipe.
+    _stdout: tokio::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl Server {
+    /// Starts `binary` inside `machine` on loopback ports, with its database
+    /// at `db` and its log at `log`, and waits until `/healthz` answers.
+    pub async fn start(
+        machine: &dyn Machine,
+        binary: &Path,
+        extra_args: &[String],
+        db: &Path,
+        log: &Path,
+        secret: &str,
+    ) -> Result<Server, TargetError> {
+        let log_file = std::fs::File::create(log).map_err(|source| TargetError::Spawn {
+            program: log.to_owned(),
+            source,
+        })?;
+        let mut child = machine
+            .command(binary)
+            .arg("--db")
+            .arg(db)
+            .args([
+                "--port",
+                "0",
+                "--listen",
+                "127.0.0.1",
+                "--debug-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra_args)
+            .env("PS_SHARED_SECRET", secret)
+            .env_remove("PS_SHARED_SECRET_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| TargetError::Spawn {
+                program: binary.to_owned(),
+                source,
+            })?;
+        let no_start = |reason: String| TargetError::NoStart {
+            reason,
+            log_tail: tail(log, 10),
+        };
+        let pid = child
+            .id()
+            .ok_or_else(|| no_start("exited at once".into()))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| no_start("no stdout".into()))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let mut next_address = async |prefix: &str| -> Result<String, TargetError> {
+            let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+                .await
+                .map_err(|_| no_start(format!("no address printed within {START_TIMEOUT:?}")))?
+                .map_err(|e| no_start(format!("reading its stdout: {e}")))?
+                .ok_or_else(|| no_start("exited before printing its address".into()))?;
+            line.strip_prefix(prefix)
+                .map(|s| s.trim().to_owned())
+                .ok_or_else(|| no_start(format!("unexpected output {line:?}")))
+        };
+        let base_url = next_address("share-server listening on ").await?;
+        let debug_url = next_address("share-server debug listening on ").await?;
+        wait_healthy(&base_url).await.map_err(no_start)?;
+        Ok(Server {
+            child,
+            pid,
+            base_url,
+            debug_url,
+            log: log.to_owned(),
+            _stdout: lines,
+        })
+    }
+
+    /// `Some` once the server has exited (on its own or killed).
+    pub fn try_exit(&mut self) -> Option<Exit> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(Exit::from_status(status, false)),
+            _ => None,
+        }
+    }
+
+    /// Waits for the server to exit on its own.
+    pub async fn wait(&mut self) -> Exit {
+        match self.child.wait().await {
+            Ok(status) => Exit::from_status(status, false),
+            Err(_) => Exit {
+                code: None,
+                signal: None,
+                stopped_by_rig: false,
+            },
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]. A server that already
+    /// died reports how.
+    pub async fn stop(mut self) -> Exit {
+        if let Some(exit) = self.try_exit() {
+            return exit;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let status = match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
+            Ok(Ok(status)) => status,
+            _ => {
+                let _ = self.child.kill().await;
+                match self.child.wait().await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        return Exit {
+                            code: None,
+                            signal: Some(9),
+                            stopped_by_rig: true,
+                        };
+                    }
+                }
+            }
+        };
+        Exit::from_status(status, true)
+    }
+}
+
+async fn wait_healthy(base_url: &str) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    loop {
+        match http.get(format!("{base_url}/healthz")).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            _ if started.elapsed() > START_TIMEOUT => {
+                return Err(format!(
+                    "/healthz did not answer 200 within {START_TIMEOUT:?}"
+                ));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The last `n` lines of a file (for error messages).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
