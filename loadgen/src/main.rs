@@ -1,0 +1,183 @@
+//! The `loadgen` command: flags onto `loadgen::Config`, then `loadgen::run`.
+//!
+//! Exit status: 0 when every request succeeded and every download verified; 1 when something
+//! failed (requests, mismatches, unreachable server, wrong secret, server gone mid-run: the
+//! summary is written in every case); 2 for invalid flags.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use loadgen::{ByteSize, Config, MixedWeights, Scenario, Summary};
+
+const AFTER_HELP: &str = "\
+Scenarios:
+  upload        log in, then stream a browser-shaped multipart upload of --size
+  download      download entries whole and by random Range requests, verifying every byte
+                (entries from --known-uploads, or uploaded by the user first)
+  slow-upload   an upload throttled to --slow-rate
+  abort-upload  an upload that disconnects after --abort-fraction of its body
+  mixed         users spread over the four above by --mix weights
+  guest-upload  not available: share-server has no guest links yet; it is added once they exist
+
+The story's repro (three parallel 618 MB uploads):
+  loadgen --host http://127.0.0.1:4001 --secret ... --users 3 --scenario upload --size 618MB --iterations 1
+
+Sizes: 618MB = 618 x 10^6 bytes, 2GiB = 2 x 2^30 bytes. Durations: 30s, 5m, 1h30m.
+Output: goose-report.{html,md,json} and loadgen-summary.json in --report-dir.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for share-server (goose): parallel streamed uploads, verified \
+             downloads, slow and aborting clients",
+    after_help = AFTER_HELP
+)]
+struct Args {
+    /// Server base URL.
+    #[arg(long, default_value_t = Config::default().host)]
+    host: String,
+    /// The server's shared secret.
+    #[arg(long, env = "PS_SHARED_SECRET", hide_env_values = true)]
+    secret: String,
+    /// upload, download, slow-upload, abort-upload or mixed (guest-upload: not yet, see below).
+    #[arg(long, default_value_t = Config::default().scenario)]
+    scenario: Scenario,
+    /// Concurrent users.
+    #[arg(short, long, default_value_t = Config::default().users)]
+    users: usize,
+    /// Iterations per user [default: 1, or none with --run-time].
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Keep users running this long once all have started (with --iterations: a deadline).
+    #[arg(short = 't', long)]
+    run_time: Option<humantime::Duration>,
+    /// Users started per second.
+    #[arg(short = 'r', long, default_value_t = Config::default().increase_rate)]
+    increase_rate: f64,
+    /// Bytes per upload.
+    #[arg(long, default_value_t = Config::default().size)]
+    size: ByteSize,
+    /// Upload this file (streamed from disk) instead of generated content.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Base seed of the generated content and of the Range positions.
+    #[arg(long, default_value_t = Config::default().seed)]
+    seed: u64,
+    /// Per-request timeout, whole body included (the default fits 618 MB at 2 MB/s).
+    #[arg(long, default_value_t = Config::default().timeout.into())]
+    timeout: humantime::Duration,
+    /// Bytes per second of slow-upload.
+    #[arg(long, default_value_t = Config::default().slow_rate)]
+    slow_rate: ByteSize,
+    /// Fraction of the body after which abort-upload disconnects.
+    #[arg(long, default_value_t = Config::default().abort_fraction)]
+    abort_fraction: f64,
+    /// Random Range requests after each whole download.
+    #[arg(long, default_value_t = Config::default().ranges_per_download)]
+    ranges: usize,
+    /// Longest Range request.
+    #[arg(long, default_value_t = Config::default().range_size)]
+    range_size: ByteSize,
+    /// Weights of mixed, e.g. upload=3,download=3,slow-upload=1,abort-upload=1.
+    #[arg(long)]
+    mix: Option<MixedWeights>,
+    /// A loadgen-summary.json whose uploads the download scenario may fetch (repeatable).
+    #[arg(long)]
+    known_uploads: Vec<PathBuf>,
+    /// Where goose's reports and loadgen-summary.json go.
+    #[arg(long, default_value_os_t = Config::default().report_dir)]
+    report_dir: PathBuf,
+    /// Warnings only, and no goose tables at the end.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl Args {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let defaults = Config::default();
+        let mut known_uploads = Vec::new();
+        for path in &self.known_uploads {
+            let earlier = Summary::read(path)
+                .with_context(|| format!("reading --known-uploads {}", path.display()))?;
+            known_uploads.extend(earlier.uploads);
+        }
+        Ok(Config {
+            host: self.host,
+            secret: self.secret,
+            scenario: self.scenario,
+            users: self.users,
+            iterations: match (self.iterations, self.run_time) {
+                (None, Some(_)) => None,
+                (iterations, _) => iterations.or(defaults.iterations),
+            },
+            run_time: self.run_time.map(Into::into),
+            increase_rate: self.increase_rate,
+            size: self.size,
+            file: self.file,
+            seed: self.seed,
+            timeout: self.timeout.into(),
+            slow_rate: self.slow_rate,
+            abort_fraction: self.abort_fraction,
+            ranges_per_download: self.ranges,
+            known_uploads,
+            report_dir: self.report_dir,
+            quiet: self.quiet,
+            range_size: self.range_size,
+            mixed: self.mix.unwrap_or(defaults.mixed),
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let quiet = args.quiet;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                let level = if quiet { "warn" } else { "info" };
+                tracing_subscriber::EnvFilter::new(format!("{level},goose=warn"))
+            }),
+        )
+        .init();
+    match run(args) {
+        Ok(summary) => {
+            println!("{}", summary.to_text());
+            if summary.ok {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "loadgen: {} failed requests, {} mismatches (details in {})",
+                    summary.failures,
+                    summary.mismatches,
+                    summary.reports.summary.display()
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            if let Some(summary) = e
+                .downcast_ref::<loadgen::Error>()
+                .and_then(|e| e.partial_summary())
+            {
+                println!("{}", summary.to_text());
+            }
+            eprintln!("loadgen: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<Summary> {
+    let config = args.into_config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    Ok(runtime.block_on(loadgen::run(config))?)
+}

@@ -1,0 +1,110 @@
+//! The goose scenarios: each logs in once per user (`on_start`), then repeats its transaction
+//! once per iteration. `upload`, `slow-upload` and `abort-upload` share `upload.rs`; `download`
+//! is `download.rs`; `mixed` registers all four with weights.
+//!
+//! `guest-upload` is not here: share-server has no guest links yet, and a stub would only make
+//! runs look like they covered it.
+
+mod download;
+mod login;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use goose::GooseError;
+use goose::goose::{
+    GooseUser, Scenario as GooseScenario, Transaction, TransactionFunction, TransactionResult,
+};
+use goose::metrics::GooseRequestMetric;
+
+use crate::config::Scenario;
+use crate::http::Failure;
+use crate::recorder::{Kind, Outcome};
+use crate::run_state::RunState;
+
+/// What a transaction does.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Login,
+    Upload,
+    Download,
+}
+
+/// The goose scenario for `scenario`, with `weight` users per round of allocation.
+pub(crate) fn build(
+    state: &Arc<RunState>,
+    scenario: Scenario,
+    weight: usize,
+) -> Result<GooseScenario, GooseError> {
+    let main = match scenario {
+        Scenario::Download => Action::Download,
+        _ => Action::Upload,
+    };
+    Ok(GooseScenario::new(scenario.name())
+        .set_weight(weight)?
+        .register_transaction(
+            Transaction::new(transaction(state, scenario, Action::Login))
+                .set_name("login")
+                .set_on_start(),
+        )
+        .register_transaction(
+            Transaction::new(transaction(state, scenario, main)).set_name(scenario.name()),
+        ))
+}
+
+fn transaction(state: &Arc<RunState>, scenario: Scenario, action: Action) -> TransactionFunction {
+    let state = Arc::clone(state);
+    Arc::new(move |user| {
+        let state = Arc::clone(&state);
+        Box::pin(async move {
+            if state.stopped() {
+                return Ok(());
+            }
+            match action {
+                Action::Login => login::transaction(&state, user, scenario).await,
+                Action::Upload => upload::transaction(&state, user, scenario).await,
+                Action::Download => download::transaction(&state, user).await,
+            }
+        })
+    })
+}
+
+/// One finished request, for `finish`.
+pub(crate) struct Finished {
+    pub scenario: Scenario,
+    pub kind: Kind,
+    pub started: Instant,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// Records a finished request and turns a failure into the transaction's error. goose already
+/// counted the request when its headers arrived; `set_failure` corrects that for failures it
+/// could not see (a body that did not verify, a missing id). A connection-level failure also
+/// checks that the server is still there.
+pub(crate) async fn finish(
+    state: &RunState,
+    user: &mut GooseUser,
+    request: &mut GooseRequestMetric,
+    done: Finished,
+    result: Result<(), Failure>,
+) -> TransactionResult {
+    let failure = result.err();
+    let reason = failure.as_ref().map(|f| f.reason(done.kind.name()));
+    state.recorder.request(Outcome {
+        scenario: done.scenario,
+        kind: done.kind,
+        started: done.started,
+        bytes_sent: done.bytes_sent,
+        bytes_received: done.bytes_received,
+        failure: reason.clone(),
+    });
+    let (Some(failure), Some(reason)) = (failure, reason) else {
+        return Ok(());
+    };
+    if matches!(failure, Failure::Transport(_)) {
+        state.check_server().await;
+    }
+    user.set_failure(&reason, request, None, None)
+}

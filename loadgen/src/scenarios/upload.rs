@@ -1,0 +1,144 @@
+//! `upload`, `slow-upload` and `abort-upload`: one multipart `POST /api/entry` shaped like a
+//! browser's (part `file` with a filename and a content type, then part `note`), its body
+//! streamed by `body.rs`. The id the server answers and the content's SHA-256 become an
+//! `UploadRecord`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use goose::goose::{
+    GooseMethod, GooseRequest, GooseResponse, GooseUser, TransactionError, TransactionResult,
+};
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+
+use super::{Finished, finish};
+use crate::body::{self, Progress};
+use crate::config::Scenario;
+use crate::http::{Failure, read_small, status_failure};
+use crate::recorder::Kind;
+use crate::run_state::RunState;
+use crate::summary::UploadRecord;
+
+const UPLOAD_PATH: &str = "/api/entry";
+
+pub(super) async fn transaction(
+    state: &RunState,
+    user: &mut GooseUser,
+    scenario: Scenario,
+) -> TransactionResult {
+    upload(state, user, scenario).await.map(|_| ())
+}
+
+/// Uploads one entry; `Ok(Some(record))` when the server stored it, `Ok(None)` for an upload
+/// aborted on purpose. Failures are recorded and returned as the transaction's error.
+pub(super) async fn upload(
+    state: &RunState,
+    user: &mut GooseUser,
+    scenario: Scenario,
+) -> Result<Option<UploadRecord>, Box<TransactionError>> {
+    let user_index = user.weighted_users_index;
+    let iteration = user.get_iterations();
+    let plan = state.upload_plan(scenario, user_index, iteration);
+    let size = plan.spec.size;
+    let progress = Arc::new(Progress::default());
+    let stream = body::stream(plan.spec, Arc::clone(&progress), state.cancel.clone());
+    let part = Part::stream_with_length(reqwest::Body::wrap_stream(stream), size)
+        .file_name(plan.filename.clone())
+        .mime_str(plan.content_type)
+        .map_err(|e| Box::new(TransactionError::Reqwest(e)))?;
+    let form = Form::new().part("file", part).text(
+        "note",
+        format!("loadgen {scenario}: user {user_index}, iteration {iteration}"),
+    );
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, UPLOAD_PATH)?
+        .multipart(form)
+        .timeout(state.config.timeout);
+    let request = GooseRequest::builder()
+        .set_request_builder(builder)
+        .name("/api/entry")
+        .build();
+
+    let started = Instant::now();
+    let GooseResponse {
+        mut request,
+        response,
+    } = user.request(request).await?;
+    let answer = match response {
+        Ok(mut response) if response.status() == StatusCode::OK => {
+            read_id(&mut response, state).await
+        }
+        Ok(response) => Err(status_failure(response, &state.cancel).await),
+        Err(e) => Err(match progress.error() {
+            // Our side ended the body (file unreadable, run stopped): not the server's fault.
+            Some(local) => Failure::Local(local),
+            None => Failure::transport(&e),
+        }),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let mut done = Finished {
+        scenario,
+        kind: Kind::Upload,
+        started,
+        bytes_sent: progress.sent(),
+        bytes_received: 0,
+    };
+
+    if scenario == Scenario::AbortUpload {
+        done.kind = Kind::AbortedUpload;
+        let result = match answer {
+            Err(Failure::Transport(_)) if progress.aborted() => Ok(()),
+            Err(failure) => Err(failure),
+            Ok(id) => Err(Failure::Protocol(format!(
+                "the server stored {id} although loadgen cut the body off"
+            ))),
+        };
+        let intended = result.is_ok();
+        finish(state, user, &mut request, done, result).await?;
+        if intended {
+            // The request error was the point: take it off goose's failure count.
+            user.set_success(&mut request)?;
+        }
+        return Ok(None);
+    }
+
+    let record = answer.and_then(|id| {
+        let sha256 = progress.sha256().ok_or_else(|| {
+            Failure::Local("the server answered before the whole body was sent".into())
+        })?;
+        Ok(UploadRecord {
+            id,
+            size,
+            sha256,
+            seed: plan.seed,
+            file: state.config.file.clone(),
+            filename: plan.filename,
+            scenario: Some(scenario),
+            user: user_index,
+            iteration,
+            seconds,
+        })
+    });
+    match record {
+        Ok(record) => {
+            state.recorder.upload(record.clone());
+            state.add_downloadable(record.clone());
+            finish(state, user, &mut request, done, Ok(())).await?;
+            Ok(Some(record))
+        }
+        Err(failure) => {
+            finish(state, user, &mut request, done, Err(failure)).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// The id in the server's `{"id": "..."}` answer.
+async fn read_id(response: &mut reqwest::Response, state: &RunState) -> Result<String, Failure> {
+    let body = read_small(response, &state.cancel).await?;
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+        .ok_or_else(|| Failure::Protocol("upload answer without an \"id\"".into()))
+}
