@@ -1,0 +1,154 @@
+//! `rig run` end to end on a small scenario: the real share-server (debug
+//! build), real loadgen phases, a real cgroup when root (else no limit).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+
+use profiling::run::{RunOptions, run};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The debug share-server, built if needed (a test cannot name another package's binary).
+fn server_binary() -> PathBuf {
+    let status = std::process::Command::new(env!("CARGO"))
+        .current_dir(workspace())
+        .args(["build", "-p", "share-server"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo build -p share-server");
+    profiling::target::target_dir(&workspace())
+        .join("debug")
+        .join("share-server")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_scenario_runs_and_leaves_a_complete_run_directory() {
+    let root = nix::unistd::Uid::effective().is_root();
+    let mode = if root { "cgroup" } else { "none" };
+    if !root {
+        eprintln!("not root: running in mode = \"none\" (no cgroup)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("small.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+            name = "small"
+            [machine]
+            mode = "{mode}"
+            memory = "256MiB"
+            [server]
+            binary = "{}"
+            args = ["--gc-interval", "1h"]
+            [sampling]
+            interval = "50ms"
+            [[phases]]
+            name = "upload"
+            pause_after = "200ms"
+            [phases.loadgen]
+            scenario = "upload"
+            users = 2
+            iterations = 1
+            size = "20MB"
+            [[phases]]
+            name = "download"
+            [phases.loadgen]
+            scenario = "download"
+            users = 2
+            iterations = 1
+            ranges-per-download = 4
+            "#,
+            server_binary().display()
+        ),
+    )
+    .unwrap();
+
+    let outcome = run(RunOptions {
+        scenario,
+        runs_dir: dir.path().join("runs"),
+        workspace: workspace(),
+        progress: false,
+    })
+    .await
+    .unwrap();
+
+    assert!(outcome.passed, "{outcome:#?}");
+    assert_eq!(outcome.oom_kills, 0);
+    assert_eq!(outcome.phases.len(), 2);
+    let uploads = &outcome.phases[0].summary.as_ref().unwrap().uploads;
+    assert_eq!(uploads.len(), 2);
+    assert!(
+        outcome.phases[1]
+            .summary
+            .as_ref()
+            .unwrap()
+            .verified_downloads
+            >= 2
+    );
+    assert!(outcome.samples >= 5, "{} samples", outcome.samples);
+    assert!(outcome.peaks.process_rss_bytes > 0);
+
+    let run_dir = &outcome.run_dir;
+    for file in [
+        "scenario.toml",
+        "meta.json",
+        "samples.jsonl",
+        "events.jsonl",
+        "server.log",
+        "outcome.json",
+    ] {
+        assert!(
+            run_dir.join(file).is_file(),
+            "{file} missing in {}",
+            run_dir.display()
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("meta.json")).unwrap()).unwrap();
+    assert!(
+        meta["git"]["revision"]
+            .as_str()
+            .is_some_and(|r| r.len() == 40),
+        "{meta}"
+    );
+    assert!(
+        meta["server"]["allocator"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("jemalloc")),
+        "{meta}"
+    );
+    assert!(meta["finished_at"].is_string());
+    assert_eq!(meta["machine"]["mode"], mode);
+
+    // Every sample line parses; server stats arrived while the server ran.
+    let samples = std::fs::read_to_string(run_dir.join("samples.jsonl")).unwrap();
+    let parsed: Vec<profiling::sample::Sample> = samples
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(parsed.iter().any(|s| s.phase == "upload"));
+    assert!(parsed.iter().any(|s| s.server.is_some()));
+    assert!(
+        parsed.windows(2).all(|w| w[0].t_ms <= w[1].t_ms),
+        "monotonic time"
+    );
+    let events = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap();
+    for event in [
+        "server-started",
+        "phase-start",
+        "phase-end",
+        "server-stopped",
+    ] {
+        assert!(events.contains(event), "{event} not in events.jsonl");
+    }
+    if root {
+        let cgroup = meta["machine"]["cgroup_path"].as_str().unwrap();
+        assert!(!Path::new(cgroup).exists(), "the run's cgroup is removed");
+    }
+}
