@@ -9,7 +9,8 @@
 //!   to start a process inside it, where its memory figures come from and how
 //!   a kill is detected.
 //! - [`target`]: the server process: build/locate, start, wait for health, stop.
-//! - [`sample`]: the sample schema written to `samples.jsonl` (read by reports).
+//! - The sample schema written to `samples.jsonl` is in the `run-format` crate
+//!   (shared with the reports).
 //! - [`sampler`]: the periodic sampler that writes it.
 //! - [`meta`]: what ran (git revision, features, kernel, cgroup, limit).
 //! - [`run`]: `rig run`, tying it all together into a run directory.
@@ -18,7 +19,6 @@ pub mod machine;
 pub mod meta;
 pub mod run;
 mod run_progress;
-pub mod sample;
 pub mod sampler;
 pub mod scenario;
 pub mod target;

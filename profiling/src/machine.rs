@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::process::Command;
 
-use crate::sample::{MachineMemory, ProcessSample};
 use crate::scenario::{MachineSpec, Mode};
+use run_format::{MachineMemory, ProcessSample};
 
 /// A place to run the server.
 pub trait Machine: Send + Sync {

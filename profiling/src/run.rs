@@ -27,10 +27,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::machine::{self, Machine};
 use crate::meta::{Git, Host, Meta, ServerMeta};
-use crate::sample::Sample;
 use crate::sampler::{self, Sampler};
 use crate::scenario::Scenario;
 use crate::target::{self, Exit, Server};
+use run_format::{Sample, files};
 
 /// Samples kept in `outcome.json` from just before the end (or the death).
 const LAST_SAMPLES: usize = 5;
@@ -148,14 +148,16 @@ struct Events {
 
 impl Events {
     fn record(&self, event: &str, detail: serde_json::Value) {
-        let line = serde_json::json!({
-            "t_ms": self.started.elapsed().as_millis() as u64,
-            "event": event,
-            "detail": detail,
-        });
+        let event = run_format::Event {
+            t_ms: self.started.elapsed().as_millis() as u64,
+            event: event.to_owned(),
+            detail,
+        };
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(file, "{line}");
-        let _ = file.flush();
+        if let Ok(line) = serde_json::to_string(&event) {
+            let _ = writeln!(file, "{line}");
+            let _ = file.flush();
+        }
     }
 }
 
@@ -168,7 +170,7 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
     let run_id = format!("{}-{}", scenario.name, Utc::now().format("%Y%m%dT%H%M%SZ"));
     let dir = options.runs_dir.join(&run_id);
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    std::fs::write(dir.join("scenario.toml"), &scenario_text)
+    std::fs::write(dir.join(files::SCENARIO), &scenario_text)
         .map_err(io("writing scenario.toml"))?;
     // Validate every phase before spending minutes on a build.
     let phase_configs = scenario
@@ -207,7 +209,7 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         host: Host::current(),
         sampling_interval_ms: scenario.sampling.interval.as_millis() as u64,
     };
-    write_json(&dir.join("meta.json"), &meta)?;
+    write_json(&dir.join(files::META), &meta)?;
 
     let outcome = drive(
         &scenario,
@@ -223,9 +225,9 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         tracing::warn!(error = %e, "tearing down the machine");
     }
     meta.finished_at = Some(Utc::now());
-    write_json(&dir.join("meta.json"), &meta)?;
+    write_json(&dir.join(files::META), &meta)?;
     let outcome = outcome?;
-    write_json(&dir.join("outcome.json"), &outcome)?;
+    write_json(&dir.join(files::OUTCOME), &outcome)?;
     Ok(outcome)
 }
 
@@ -244,11 +246,11 @@ async fn drive(
     let oom_before = machine.oom_kills().unwrap_or(0);
     let events = Events {
         file: Arc::new(Mutex::new(
-            File::create(dir.join("events.jsonl")).map_err(io("creating events.jsonl"))?,
+            File::create(dir.join(files::EVENTS)).map_err(io("creating events.jsonl"))?,
         )),
         started: Instant::now(),
     };
-    let log = dir.join("server.log");
+    let log = dir.join(files::SERVER_LOG);
     let mut server = tokio::select! {
         server = Server::start(machine, binary, &scenario.server.args, &db, &log, &secret) => server?,
         _ = tokio::signal::ctrl_c() => return Err(RunError::Interrupted),
@@ -270,7 +272,7 @@ async fn drive(
         started: events.started,
         phase: phase.clone(),
     };
-    let samples_path = dir.join("samples.jsonl");
+    let samples_path = dir.join(files::SAMPLES);
     let sampling = {
         let (path, stop) = (samples_path.clone(), stop_sampling.clone());
         tokio::spawn(async move { sampler.run(&path, latest_tx, stop).await })
@@ -291,7 +293,7 @@ async fn drive(
         config.host = server.base_url.clone();
         config.secret = secret.clone();
         config.report_dir = dir
-            .join("loadgen")
+            .join(files::LOADGEN_DIR)
             .join(format!("{}-{}", index + 1, spec.name));
         config.known_uploads.extend(uploads.iter().cloned());
         config.quiet = true;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::sample::Sample;
+use run_format::Sample;
 
 const MIB: f64 = 1024.0 * 1024.0;
 

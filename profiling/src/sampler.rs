@@ -15,7 +15,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::machine::Probe;
-use crate::sample::{FileSizes, Sample};
+use run_format::{FileSizes, Sample};
 
 /// What the sampler watches.
 pub struct Target {

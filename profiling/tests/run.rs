@@ -128,7 +128,7 @@ async fn a_small_scenario_runs_and_leaves_a_complete_run_directory() {
 
     // Every sample line parses; server stats arrived while the server ran.
     let samples = std::fs::read_to_string(run_dir.join("samples.jsonl")).unwrap();
-    let parsed: Vec<profiling::sample::Sample> = samples
+    let parsed: Vec<run_format::Sample> = samples
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

@@ -11,8 +11,8 @@ use memstat::cgroup::{CGROUP_ROOT, Cgroup, Version};
 use tokio::process::Command;
 
 use super::{Machine, MachineError, MachineInfo, Probe, is_root, read_process};
-use crate::sample::{MachineMemory, ProcessSample};
 use crate::scenario::{MachineSpec, Mode};
+use run_format::{MachineMemory, ProcessSample};
 
 /// Parent of the rig's cgroups, so they are easy to find and clean.
 const PARENT: &str = "sharerig";

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use tokio::process::Command;
 
 use super::{Machine, MachineError, MachineInfo, Probe, read_process};
-use crate::sample::{MachineMemory, ProcessSample};
 use crate::scenario::Mode;
+use run_format::{MachineMemory, ProcessSample};
 
 pub struct HostMachine {
     /// `machine` mode: MemTotal is the limit. `none`: no limit.

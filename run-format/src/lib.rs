@@ -1,0 +1,21 @@
+//! run-format: the files of a rig run directory that more than one crate
+//! reads. The rig (`profiling`) writes them; `reports` reads them. Kept in
+//! their own crate so both can depend on the schema without depending on
+//! each other (the layout is documented in `docs/scenarios.md`).
+
+pub mod events;
+pub mod sample;
+
+pub use events::Event;
+pub use sample::{FileSizes, MachineMemory, ProcessSample, Sample};
+
+/// File names inside a run directory.
+pub mod files {
+    pub const SCENARIO: &str = "scenario.toml";
+    pub const META: &str = "meta.json";
+    pub const SAMPLES: &str = "samples.jsonl";
+    pub const EVENTS: &str = "events.jsonl";
+    pub const SERVER_LOG: &str = "server.log";
+    pub const OUTCOME: &str = "outcome.json";
+    pub const LOADGEN_DIR: &str = "loadgen";
+}
