@@ -106,6 +106,11 @@ impl UploadSink {
         self.size += data.len() as u64;
         Counters::add(&self.counters.bytes_received, data.len() as u64);
         while !data.is_empty() {
+            // The next buffer is allocated only once the previous one is
+            // queued, so an upload never holds an extra empty chunk.
+            if self.buf.capacity() == 0 {
+                self.buf.reserve(self.chunk_size);
+            }
             let take = data.len().min(self.chunk_size - self.buf.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
@@ -117,7 +122,7 @@ impl UploadSink {
     }
 
     async fn send_buffered(&mut self) -> Result<(), StorageError> {
-        let full = std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.chunk_size));
+        let full = std::mem::take(&mut self.buf);
         let sent = match &self.chunks {
             Some(tx) => tx.send(full.freeze()).await.is_ok(),
             None => false,
