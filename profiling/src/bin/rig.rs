@@ -39,6 +39,12 @@ enum Command {
     },
     /// Check a scenario file without running it.
     Check { scenario: PathBuf },
+    /// Report on a run directory (plots, verdict, report.html, summary.json);
+    /// with two, compare them side by side into A/compare-<B>/.
+    Report {
+        #[arg(required = true, num_args = 1..=2)]
+        run_dirs: Vec<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -88,9 +94,45 @@ async fn real_main() -> anyhow::Result<bool> {
             })
             .await?;
             print_outcome(&outcome);
+            // The report is a reading of the run: failing to write it never changes the run's result.
+            match reports::report(&outcome.run_dir) {
+                Ok(summary) => print_verdict(&summary),
+                Err(e) => eprintln!("rig: warning: no report: {e}"),
+            }
             Ok(outcome.passed)
         }
+        Command::Report { run_dirs } => report(&run_dirs),
     }
+}
+
+/// `rig report RUN` or `rig report A B`: exit 0 once the report is written.
+fn report(run_dirs: &[PathBuf]) -> anyhow::Result<bool> {
+    match run_dirs {
+        [run] => {
+            let summary = reports::report(run)?;
+            print_verdict(&summary);
+        }
+        [a, b] => {
+            let name = b
+                .file_name()
+                .map_or_else(|| "b".into(), |n| n.to_string_lossy());
+            let out = a.join(format!("compare-{name}"));
+            let c = reports::compare(a, b, &out)?;
+            println!("A {}: {}", c.a.verdict, c.a.headline);
+            println!("B {}: {}", c.b.verdict, c.b.headline);
+            println!(
+                "report: {}",
+                out.join(reports::compare::COMPARE_HTML).display()
+            );
+        }
+        _ => anyhow::bail!("rig report takes one run directory, or two to compare"),
+    }
+    Ok(true)
+}
+
+fn print_verdict(s: &reports::Summary) {
+    println!("verdict: {} ({})", s.verdict, s.headline);
+    println!("report: {}", s.run.dir.join(&s.files.report_html).display());
 }
 
 fn print_outcome(o: &profiling::run::Outcome) {

@@ -1,0 +1,236 @@
+//! Reading a run directory (layout in `docs/scenarios.md`): the samples and
+//! events, and the JSON files kept as loose values. `meta.json` and
+//! `outcome.json` belong to the rig; reading them as [`serde_json::Value`]
+//! keeps the reports working on runs of older or newer rigs, and on runs whose
+//! rig died before writing `outcome.json`.
+
+use std::path::{Path, PathBuf};
+
+use run_format::{Event, Sample, files};
+use serde_json::Value;
+
+use crate::error::ReportError;
+
+/// Everything the reports read from one run directory.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub dir: PathBuf,
+    pub samples: Vec<Sample>,
+    pub events: Vec<Event>,
+    pub meta: Option<Value>,
+    pub outcome: Option<Value>,
+    pub scenario_text: Option<String>,
+    /// goose's and loadgen's report files, relative to `dir` (`loadgen/1-upload/goose-report.html`).
+    pub loadgen_files: Vec<PathBuf>,
+}
+
+/// How the server ended, from `outcome.json`, else from `events.jsonl`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ending {
+    /// The server died on its own (not stopped by the rig), seconds since the start.
+    pub died_at_s: Option<f64>,
+    /// `killed by SIGKILL`, `exited with status 1`, ...
+    pub how: Option<String>,
+    pub signal: Option<i64>,
+    pub oom_kills: u64,
+    pub interrupted: bool,
+}
+
+/// A load phase as the events record it, seconds since the start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseSpan {
+    pub name: String,
+    pub start_s: f64,
+    pub end_s: Option<f64>,
+}
+
+/// Reads a run directory. Only `samples.jsonl` is required; a line that does
+/// not parse (cut by a crash of the rig) is skipped like the rig does.
+pub fn load(dir: &Path) -> Result<Run, ReportError> {
+    let samples_path = dir.join(files::SAMPLES);
+    let text = std::fs::read_to_string(&samples_path)
+        .map_err(ReportError::io("reading", &samples_path))?;
+    let samples: Vec<Sample> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if samples.is_empty() {
+        return Err(ReportError::NoSamples { path: samples_path });
+    }
+    let events = optional_text(&dir.join(files::EVENTS))?
+        .map(|t| run_format::events::parse(&t))
+        .unwrap_or_default();
+    Ok(Run {
+        dir: dir.to_owned(),
+        samples,
+        events,
+        meta: optional_json(&dir.join(files::META))?,
+        outcome: optional_json(&dir.join(files::OUTCOME))?,
+        scenario_text: optional_text(&dir.join(files::SCENARIO))?,
+        loadgen_files: loadgen_files(dir)?,
+    })
+}
+
+fn optional_text(path: &Path) -> Result<Option<String>, ReportError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ReportError::io("reading", path)(e)),
+    }
+}
+
+fn optional_json(path: &Path) -> Result<Option<Value>, ReportError> {
+    optional_text(path)?
+        .map(|t| {
+            serde_json::from_str(&t).map_err(|source| ReportError::Json {
+                path: path.to_owned(),
+                source,
+            })
+        })
+        .transpose()
+}
+
+/// The files under `loadgen/<n>-<phase>/`, sorted, relative to the run directory.
+fn loadgen_files(dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    let root = dir.join(files::LOADGEN_DIR);
+    let mut found = Vec::new();
+    let Ok(phases) = std::fs::read_dir(&root) else {
+        return Ok(found);
+    };
+    for phase in phases {
+        let phase = phase.map_err(ReportError::io("listing", &root))?.path();
+        let Ok(entries) = std::fs::read_dir(&phase) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.map_err(ReportError::io("listing", &phase))?.path();
+            if path.is_file()
+                && let Ok(rel) = path.strip_prefix(dir)
+            {
+                found.push(rel.to_owned());
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+impl Run {
+    /// The run directory's name, e.g. `parallel-uploads-20261128T101500Z`.
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.dir.display().to_string())
+    }
+
+    /// A value from `meta.json` by JSON pointer (`/machine/mode`).
+    pub fn meta_at(&self, pointer: &str) -> Option<&Value> {
+        self.meta
+            .as_ref()
+            .and_then(|m| m.pointer(pointer))
+            .filter(|v| !v.is_null())
+    }
+
+    /// `cgroup`, `machine` or `none` (`unknown` without `meta.json`).
+    pub fn mode(&self) -> String {
+        self.meta_at("/machine/mode")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned()
+    }
+
+    /// The memory limit: the samples' own figure first (what the kernel
+    /// enforced), else what `meta.json` says the rig set.
+    pub fn limit_bytes(&self) -> Option<u64> {
+        self.samples
+            .iter()
+            .find_map(|s| s.machine.as_ref().and_then(|m| m.limit_bytes))
+            .or_else(|| self.meta_at("/machine/limit_bytes").and_then(Value::as_u64))
+    }
+
+    /// Phase spans from `phase-start`/`phase-end` events.
+    pub fn phases(&self) -> Vec<PhaseSpan> {
+        let mut spans: Vec<PhaseSpan> = Vec::new();
+        for e in &self.events {
+            let name = e.detail.get("phase").and_then(Value::as_str);
+            let t = e.t_ms as f64 / 1000.0;
+            match (e.event.as_str(), name) {
+                ("phase-start", Some(name)) => spans.push(PhaseSpan {
+                    name: name.to_owned(),
+                    start_s: t,
+                    end_s: None,
+                }),
+                ("phase-end", Some(name)) => {
+                    if let Some(span) = spans
+                        .iter_mut()
+                        .rev()
+                        .find(|s| s.name == name && s.end_s.is_none())
+                    {
+                        span.end_s = Some(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        spans
+    }
+
+    /// How the server ended. `outcome.json` knows best; a rig that died
+    /// before writing it still left `server-died` in `events.jsonl` and the
+    /// cgroup's OOM kill count in the samples.
+    pub fn ending(&self) -> Ending {
+        let died_event = self.events.iter().find(|e| e.event == "server-died");
+        let mut ending = Ending {
+            died_at_s: died_event.map(|e| {
+                e.detail
+                    .get("at_ms")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(e.t_ms) as f64
+                    / 1000.0
+            }),
+            how: died_event.and_then(|e| e.detail.get("exit")?.as_str().map(str::to_owned)),
+            signal: None,
+            oom_kills: self.sampled_oom_kills(),
+            interrupted: self.events.iter().any(|e| e.event == "interrupted"),
+        };
+        if let Some(o) = &self.outcome {
+            if let Some(at) = o.get("died_at_ms").and_then(Value::as_u64) {
+                ending.died_at_s = Some(at as f64 / 1000.0);
+            }
+            if let Some(k) = o.get("oom_kills").and_then(Value::as_u64) {
+                ending.oom_kills = ending.oom_kills.max(k);
+            }
+            if let Some(i) = o.get("interrupted").and_then(Value::as_bool) {
+                ending.interrupted = i;
+            }
+            let exit = o.get("server_exit").filter(|e| !e.is_null());
+            let by_rig = exit
+                .and_then(|e| e.get("stopped_by_rig"))
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            ending.signal = exit.and_then(|e| e.get("signal")).and_then(Value::as_i64);
+            if !by_rig && ending.died_at_s.is_some() && ending.how.is_none() {
+                ending.how = Some(match ending.signal {
+                    Some(9) => "killed by SIGKILL".into(),
+                    Some(s) => format!("killed by signal {s}"),
+                    None => "exited".into(),
+                });
+            }
+        }
+        ending
+    }
+
+    /// OOM kills seen by the samples: the rise of the machine's counter.
+    fn sampled_oom_kills(&self) -> u64 {
+        let counts: Vec<u64> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.machine.as_ref()?.oom_kills)
+            .collect();
+        match (counts.first(), counts.iter().max()) {
+            (Some(first), Some(max)) => max - first,
+            _ => 0,
+        }
+    }
+}

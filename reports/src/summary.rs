@@ -1,0 +1,262 @@
+//! `summary.json` (for machines: the gate reads it) and `summary.md` (for
+//! people: appended to `$GITHUB_STEP_SUMMARY` in CI). The JSON schema is
+//! documented in `docs/reports.md`; `schema` changes when a field changes
+//! meaning or goes away (adding a field does not change it).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::analysis::Analysis;
+use crate::correlate::LayerCorrelation;
+use crate::error::ReportError;
+use crate::suspects::{Finding, Suspect};
+use crate::timeline::Layer;
+use crate::verdict::Verdict;
+
+pub const SCHEMA: u32 = 1;
+const MIB: f64 = 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * MIB;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: u32,
+    /// `crash`, `pressure`, `bloat` or `healthy`.
+    pub verdict: Verdict,
+    pub headline: String,
+    pub reasons: Vec<String>,
+    pub run: RunFacts,
+    /// Per layer (stable keys, see docs/reports.md): the highest figure and when.
+    pub peaks: BTreeMap<String, Peak>,
+    /// Each layer against the machine's usage.
+    pub layers: Vec<LayerCorrelation>,
+    /// Bytes the server received while uploads ran.
+    pub uploaded_bytes: u64,
+    pub suspects: Vec<Suspect>,
+    /// Keys of the layers that grew linearly with the bytes uploaded.
+    pub leaks: Vec<String>,
+    pub files: Files,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFacts {
+    pub dir: PathBuf,
+    pub name: String,
+    pub scenario: Option<String>,
+    /// `cgroup`, `machine`, `none` (or `unknown` without meta.json).
+    pub mode: String,
+    pub limit_bytes: Option<u64>,
+    pub duration_s: f64,
+    pub samples: usize,
+    /// `outcome.json`'s verdict on the run (no OOM kill, server alive, phases ok).
+    pub passed: Option<bool>,
+    pub died_at_s: Option<f64>,
+    pub exit: Option<String>,
+    pub oom_kills: u64,
+    pub interrupted: bool,
+    pub git_revision: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub allocator: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Peak {
+    pub bytes: u64,
+    pub at_s: f64,
+}
+
+/// The files written, relative to the run directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Files {
+    pub report_html: String,
+    pub summary_md: String,
+    pub summary_json: String,
+    pub plot_svg: String,
+    pub plot_png: String,
+}
+
+pub const REPORT_HTML: &str = "report.html";
+pub const SUMMARY_MD: &str = "summary.md";
+pub const SUMMARY_JSON: &str = "summary.json";
+pub const PLOT_SVG: &str = "report.svg";
+pub const PLOT_PNG: &str = "report.png";
+
+impl Summary {
+    pub fn of(a: &Analysis) -> Summary {
+        let run = &a.run;
+        let str_at = |p: &str| run.meta_at(p).and_then(Value::as_str).map(str::to_owned);
+        Summary {
+            schema: SCHEMA,
+            verdict: a.diagnosis.verdict,
+            headline: a.diagnosis.headline.clone(),
+            reasons: a.diagnosis.reasons.clone(),
+            run: RunFacts {
+                dir: run.dir.clone(),
+                name: run.name(),
+                scenario: str_at("/scenario"),
+                mode: run.mode(),
+                limit_bytes: a.limit_bytes,
+                duration_s: a.timeline.end_s(),
+                samples: a.timeline.len(),
+                passed: run
+                    .outcome
+                    .as_ref()
+                    .and_then(|o| o.get("passed"))
+                    .and_then(Value::as_bool),
+                died_at_s: a.ending.died_at_s,
+                exit: a.ending.how.clone(),
+                oom_kills: a.ending.oom_kills,
+                interrupted: a.ending.interrupted,
+                git_revision: str_at("/git/revision"),
+                git_dirty: run.meta_at("/git/dirty").and_then(Value::as_bool),
+                allocator: str_at("/server/allocator"),
+            },
+            peaks: Layer::PEAKS
+                .iter()
+                .filter_map(|l| {
+                    let (bytes, at_s) = a.peak(*l)?;
+                    Some((l.key().to_owned(), Peak { bytes, at_s }))
+                })
+                .collect(),
+            layers: a.correlations.clone(),
+            uploaded_bytes: a.suspects.uploaded_bytes as u64,
+            suspects: a.suspects.layers.clone(),
+            leaks: a.suspects.leaks().map(|s| s.layer.clone()).collect(),
+            files: Files {
+                report_html: REPORT_HTML.into(),
+                summary_md: SUMMARY_MD.into(),
+                summary_json: SUMMARY_JSON.into(),
+                plot_svg: PLOT_SVG.into(),
+                plot_png: PLOT_PNG.into(),
+            },
+        }
+    }
+
+    /// The markdown summary: verdict, reasons, peaks, suspects.
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let _ = writeln!(
+            md,
+            "## Memory report: {} — **{}**\n\n{}\n",
+            self.run.name,
+            self.verdict.as_str().to_uppercase(),
+            self.headline
+        );
+        for r in &self.reasons {
+            let _ = writeln!(md, "- {r}");
+        }
+        let _ = writeln!(
+            md,
+            "\nMachine: mode `{}`, limit {}, {:.1} s, {} samples.\n",
+            self.run.mode,
+            self.run
+                .limit_bytes
+                .map_or("none".into(), |l| format!("{:.0} MiB", l as f64 / MIB)),
+            self.run.duration_s,
+            self.run.samples
+        );
+        md.push_str(
+            "| layer | peak (MiB) | at (s) | share of usage peak | r levels | r changes (lag) |\n",
+        );
+        md.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+        for key in ["machine_usage", "machine_working_set"] {
+            if let Some(p) = self.peaks.get(key) {
+                let _ = writeln!(
+                    md,
+                    "| {key} | {:.1} | {:.1} | | | |",
+                    p.bytes as f64 / MIB,
+                    p.at_s
+                );
+            }
+        }
+        for l in &self.layers {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                l.layer,
+                l.peak_bytes
+                    .map_or("–".into(), |b| format!("{:.1}", b as f64 / MIB)),
+                l.peak_at_s.map_or("–".into(), |t| format!("{t:.1}")),
+                l.share_of_usage_peak
+                    .map_or("–".into(), |s| format!("{:.0} %", s * 100.0)),
+                fmt_r(l.r_levels),
+                match (l.r_changes, l.lag_ms) {
+                    (Some(r), Some(lag)) => format!("{r:.2} ({lag} ms)"),
+                    _ => "–".into(),
+                }
+            );
+        }
+        if !self.suspects.is_empty() {
+            let _ = writeln!(
+                md,
+                "\nSuspects: growth against the {:.2} GiB uploaded.\n",
+                self.uploaded_bytes as f64 / GIB
+            );
+            md.push_str("| layer | MiB per GiB uploaded | r² | growth (MiB) | kept at the end (MiB) | finding |\n");
+            md.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
+            for s in &self.suspects {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.1} | {:.2} | {:.1} | {} | {} |",
+                    s.layer,
+                    s.slope_mib_per_gib,
+                    s.r2,
+                    s.growth_bytes / MIB,
+                    s.kept_bytes
+                        .map_or("–".into(), |k| format!("{:.1}", k / MIB)),
+                    finding_text(s.finding)
+                );
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\nFull report: `{}`",
+            self.run.dir.join(&self.files.report_html).display()
+        );
+        md
+    }
+}
+
+pub fn fmt_r(r: Option<f64>) -> String {
+    r.map_or("–".into(), |r| format!("{r:.2}"))
+}
+
+pub fn finding_text(f: Finding) -> &'static str {
+    match f {
+        Finding::Leak => "**linear with uploads: leak signature**",
+        Finding::Grows => "grows with uploads (not linear)",
+        Finding::Flat => "flat",
+    }
+}
+
+/// Writes `summary.json` and `summary.md`, and appends the markdown to
+/// `$GITHUB_STEP_SUMMARY` when CI set it.
+pub fn write(summary: &Summary, dir: &Path) -> Result<(), ReportError> {
+    let json_path = dir.join(SUMMARY_JSON);
+    let json = serde_json::to_string_pretty(summary).map_err(|source| ReportError::Json {
+        path: json_path.clone(),
+        source,
+    })?;
+    std::fs::write(&json_path, json + "\n").map_err(ReportError::io("writing", &json_path))?;
+    let md = summary.to_markdown();
+    let md_path = dir.join(SUMMARY_MD);
+    std::fs::write(&md_path, &md).map_err(ReportError::io("writing", &md_path))?;
+    append_step_summary(&md)
+}
+
+pub(crate) fn append_step_summary(md: &str) -> Result<(), ReportError> {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let path = PathBuf::from(path);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(ReportError::io("opening", &path))?;
+    writeln!(file, "{md}").map_err(ReportError::io("appending to", &path))
+}
