@@ -188,7 +188,11 @@ pub fn render(stats: &Stats) -> Result<String, std::fmt::Error> {
             c.anon_bytes,
         );
         m.bytes("cgroup_file", "Page cache in the cgroup", c.file_bytes);
-        m.bytes("cgroup_mapped_file", "Page cache mapped into processes in the cgroup", c.mapped_file_bytes);
+        m.bytes(
+            "cgroup_mapped_file",
+            "Page cache mapped into processes in the cgroup",
+            c.mapped_file_bytes,
+        );
         m.bytes(
             "cgroup_dirty",
             "Dirty page cache in the cgroup",
