@@ -62,11 +62,10 @@ impl Analysis {
 
     pub fn figure(&self) -> Figure<'_> {
         let death = self.ending.died_at_s.map(|t| {
-            let how = self.ending.how.clone().unwrap_or_else(|| "died".into());
             let label = if self.ending.oom_kills > 0 {
-                format!("OOM kill: {how}")
+                "OOM kill".to_owned()
             } else {
-                format!("server {how}")
+                format!("server {}", self.ending.how.as_deref().unwrap_or("died"))
             };
             (t, label)
         });

@@ -101,9 +101,9 @@ pub fn write(a: &Analysis, b: &Analysis, out: &Path) -> Result<Comparison, Repor
         out_dir: out.to_owned(),
     };
     let json_path = out.join(COMPARE_JSON);
-    let json = serde_json::to_string_pretty(&comparison).map_err(|source| ReportError::Json {
+    let json = serde_json::to_string_pretty(&comparison).map_err(|cause| ReportError::Json {
         path: json_path.clone(),
-        source,
+        cause,
     })?;
     std::fs::write(&json_path, json + "\n").map_err(ReportError::io("writing", &json_path))?;
     let md = markdown(&comparison);

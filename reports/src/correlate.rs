@@ -27,6 +27,9 @@ pub const LAYERS: [Layer; 10] = [
 /// The longest lag looked at: 2 s, whatever the sampling rate (a cause and
 /// its effect on memory are closer than that).
 const MAX_LAG_S: f64 = 2.0;
+/// Fewer pairs than this give no correlation (a run killed in its first
+/// second has a handful of samples, and a handful correlate by chance).
+pub const MIN_POINTS: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerCorrelation {
@@ -61,7 +64,9 @@ pub fn correlate(t: &Timeline) -> Vec<LayerCorrelation> {
             let peak = stats::peak(col);
             let at_peak = usage_peak.and_then(|(i, _)| stats::last_at_or_before(col, i));
             let (x, y) = stats::paired(col, usage);
-            let changes = stats::best_lag(&stats::diffs(&x), &stats::diffs(&y), max_lag);
+            let enough = x.len() >= MIN_POINTS;
+            let changes =
+                stats::best_lag(&stats::diffs(&x), &stats::diffs(&y), max_lag, MIN_POINTS);
             LayerCorrelation {
                 layer: layer.key().into(),
                 label: layer.label().into(),
@@ -72,7 +77,7 @@ pub fn correlate(t: &Timeline) -> Vec<LayerCorrelation> {
                     .zip(usage_peak)
                     .filter(|(_, (_, u))| *u > 0.0)
                     .map(|(v, (_, u))| v / u),
-                r_levels: stats::pearson(&x, &y),
+                r_levels: stats::pearson(&x, &y).filter(|_| enough),
                 r_changes: changes.map(|(_, r)| r),
                 lag_ms: changes
                     .zip(step)
@@ -88,16 +93,20 @@ mod tests {
 
     const MIB: f64 = 1024.0 * 1024.0;
 
-    /// Usage = anon + cache. Anon is a flat 20 MiB; the cache rises 10 MiB a
-    /// step to 80 MiB. At the usage peak (100 MiB) anon explains 20 %, the
-    /// cache 80 %; the cache's changes track the usage's exactly (r = 1, lag 0).
+    fn some(v: &[f64]) -> Vec<Option<f64>> {
+        v.iter().map(|x| Some(*x)).collect()
+    }
+
+    /// Usage = anon + cache. Anon is a flat 30 MiB; the cache rises 10 MiB a
+    /// step to 120 MiB. At the usage peak (150 MiB, t = 6 s) anon explains
+    /// 30/150 = 20 %, the cache 120/150 = 80 %, and the cache's level tracks
+    /// the usage exactly (r = 1).
     #[test]
     fn shares_and_tracking_of_a_cache_driven_usage() {
-        let t: Vec<f64> = (0..9).map(|i| i as f64 * 0.5).collect();
-        let cache: Vec<f64> = (0..9).map(|i| (i as f64 * 10.0) * MIB).collect();
-        let anon = vec![20.0 * MIB; 9];
+        let t: Vec<f64> = (0..13).map(|i| i as f64 * 0.5).collect();
+        let cache: Vec<f64> = (0..13).map(|i| (i as f64 * 10.0) * MIB).collect();
+        let anon = vec![30.0 * MIB; 13];
         let usage: Vec<f64> = cache.iter().zip(&anon).map(|(c, a)| c + a).collect();
-        let some = |v: &[f64]| v.iter().map(|x| Some(*x)).collect::<Vec<_>>();
         let tl = Timeline::from_columns(
             t,
             &[
@@ -115,7 +124,53 @@ mod tests {
         let cache = &c[1];
         assert!((cache.share_of_usage_peak.unwrap() - 0.8).abs() < 1e-9);
         assert!((cache.r_levels.unwrap() - 1.0).abs() < 1e-9);
-        assert_eq!(cache.peak_bytes, Some((80.0 * MIB) as u64));
-        assert_eq!(cache.peak_at_s, Some(4.0));
+        assert_eq!(cache.peak_bytes, Some((120.0 * MIB) as u64));
+        assert_eq!(cache.peak_at_s, Some(6.0));
+    }
+
+    /// Dirty pages jump at steps 3, 8 and 13 of 20 (0.5 s apart); the usage
+    /// makes the same jumps two steps later: r of the changes is 1 at a lag
+    /// of 2 × 0.5 s = +1000 ms (the layer moves first).
+    #[test]
+    fn the_lag_is_in_milliseconds_and_positive_when_the_layer_leads() {
+        let t: Vec<f64> = (0..20).map(|i| i as f64 * 0.5).collect();
+        let jumps = |shift: usize| -> Vec<f64> {
+            (0..20)
+                .map(|i| {
+                    [3, 8, 13]
+                        .iter()
+                        .zip([4.0, 9.0, 2.0])
+                        .filter(|(at, _)| i >= *at + shift)
+                        .map(|(_, by)| by * MIB)
+                        .sum()
+                })
+                .collect()
+        };
+        let tl = Timeline::from_columns(
+            t,
+            &[
+                (Layer::MachineUsage, some(&jumps(2))),
+                (Layer::DirtyWriteback, some(&jumps(0))),
+            ],
+        );
+        let c = correlate(&tl);
+        assert_eq!(c[0].lag_ms, Some(1000), "{c:?}");
+        assert!((c[0].r_changes.unwrap() - 1.0).abs() < 1e-9, "{c:?}");
+    }
+
+    #[test]
+    fn a_handful_of_samples_gives_no_correlation() {
+        let t: Vec<f64> = (0..5).map(f64::from).collect();
+        let v = some(&[1.0, 5.0, 2.0, 8.0, 3.0]);
+        let tl = Timeline::from_columns(
+            t,
+            &[(Layer::MachineUsage, v.clone()), (Layer::MachineAnon, v)],
+        );
+        let c = correlate(&tl);
+        assert_eq!(
+            (c[0].r_levels, c[0].r_changes, c[0].lag_ms),
+            (None, None, None)
+        );
+        assert!((c[0].share_of_usage_peak.unwrap() - 1.0).abs() < 1e-9);
     }
 }

@@ -5,16 +5,18 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{action} {path}: {source}")]
+    // The cause is in the message and not chained as `source()`, so both
+    // `{e}` and anyhow's `{e:#}` print it exactly once.
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path} is not valid JSON: {source}")]
+    #[error("{path} is not valid JSON: {cause}")]
     Json {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A run directory whose `samples.jsonl` holds no sample: nothing to report on.
     #[error("{path} holds no sample: the run ended before its first tick")]
@@ -29,10 +31,10 @@ impl ReportError {
         path: impl Into<PathBuf>,
     ) -> impl FnOnce(std::io::Error) -> ReportError {
         let path = path.into();
-        move |source| ReportError::Io {
+        move |cause| ReportError::Io {
             action,
             path,
-            source,
+            cause,
         }
     }
 }

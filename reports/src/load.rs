@@ -82,9 +82,9 @@ fn optional_text(path: &Path) -> Result<Option<String>, ReportError> {
 fn optional_json(path: &Path) -> Result<Option<Value>, ReportError> {
     optional_text(path)?
         .map(|t| {
-            serde_json::from_str(&t).map_err(|source| ReportError::Json {
+            serde_json::from_str(&t).map_err(|cause| ReportError::Json {
                 path: path.to_owned(),
-                source,
+                cause,
             })
         })
         .transpose()

@@ -109,7 +109,8 @@ impl Axes {
         let t = fig.timeline;
         let limit = fig.limit_bytes.map_or(0.0, |l| l / MIB);
         Axes {
-            t_max: t.end_s().max(1.0),
+            // A run killed in its first second still gets a readable axis.
+            t_max: t.end_s().max(0.1),
             machine_mib: padded(max_mib(t, MACHINE_LINES).max(limit)),
             process_mib: padded(max_mib(t, PROCESS_LINES.map(|(l, _)| l))),
             files_mib: padded(max_mib(t, FILE_LINES.map(|(l, _)| l))),
@@ -212,6 +213,8 @@ fn draw_figure<DB: DrawingBackend>(
 /// Width of the legend column right of each panel: legends inside the plot
 /// would hide the data they describe.
 const LEGEND_WIDTH: i32 = 300;
+/// Width of the right axis (panel 3's MiB/s).
+const RIGHT_AXIS: u32 = 75;
 
 /// How a legend entry is drawn.
 #[derive(Clone, Copy)]
@@ -245,7 +248,10 @@ fn chart<'a, DB: DrawingBackend>(
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(75)
-        .right_y_label_area_size(if right_axis { 75 } else { 0 })
+        // Without a right axis the same width stays empty, so all three
+        // panels map time to the same pixels.
+        .right_y_label_area_size(if right_axis { RIGHT_AXIS } else { 0 })
+        .margin_right(if right_axis { 12 } else { 12 + RIGHT_AXIS })
         .build_cartesian_2d(0f64..t_max, 0f64..y_max)
         .map_err(|e| e.to_string())
 }
@@ -254,8 +260,10 @@ fn chart<'a, DB: DrawingBackend>(
 fn fmt_seconds(v: &f64, t_max: f64) -> String {
     if t_max >= 30.0 {
         format!("{v:.0}")
-    } else {
+    } else if t_max >= 3.0 {
         format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
     }
 }
 
@@ -330,7 +338,7 @@ fn marks<'a, DB: DrawingBackend + 'a>(
             chart
                 .draw_series(std::iter::once(Text::new(
                     label,
-                    (t, y_max * 0.90),
+                    (t, y_max),
                     (FONT, 16)
                         .into_font()
                         .style(FontStyle::Bold)
@@ -526,8 +534,10 @@ fn machine_panel<DB: DrawingBackend>(
             .map_err(|e| e.to_string())?;
         legend.push(("limit".into(), Swatch::Dashed(RED)));
     }
-    if fig.death.is_some() || !fig.oom_kills_at.is_empty() {
-        legend.push(("server died / OOM kill".into(), Swatch::Line(RED, 3)));
+    if let Some((t, label)) = &fig.death {
+        legend.push((format!("{label} at {t:.1} s"), Swatch::Line(RED, 3)));
+    } else if !fig.oom_kills_at.is_empty() {
+        legend.push(("OOM kill".into(), Swatch::Line(RED, 3)));
     }
     draw_legend(&legend_area, &legend)
 }

@@ -70,11 +70,16 @@ pub fn diffs(xs: &[f64]) -> Vec<f64> {
 
 /// The correlation of `x[i]` with `y[i + lag]` for lags in `-max_lag..=max_lag`,
 /// and the lag where it is highest. A positive lag means `x` moves first and
-/// `y` follows `lag` steps later. Ties go to the smaller |lag|.
-pub fn best_lag(x: &[f64], y: &[f64], max_lag: usize) -> Option<(isize, f64)> {
+/// `y` follows `lag` steps later. Ties go to the smaller |lag|. Lags leaving
+/// fewer than `min_points` pairs are skipped: three points correlate
+/// perfectly by chance far too often.
+pub fn best_lag(x: &[f64], y: &[f64], max_lag: usize, min_points: usize) -> Option<(isize, f64)> {
     let n = x.len().min(y.len());
     let mut best: Option<(isize, f64)> = None;
-    let max_lag = max_lag.min(n.saturating_sub(2)) as isize;
+    let max_lag = max_lag.min(n.saturating_sub(min_points.max(2))) as isize;
+    if n < min_points.max(2) {
+        return None;
+    }
     // 0, 1, -1, 2, -2, ...: smaller lags first so ties keep them.
     let lags = std::iter::once(0).chain((1..=max_lag).flat_map(|k| [k, -k]));
     for lag in lags {
@@ -183,10 +188,14 @@ mod tests {
         let x = [0.0, 1.0, 0.0, 0.0, 3.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0];
         let mut y = [0.0; 11];
         y[2..].copy_from_slice(&x[..9]);
-        let (lag, r) = best_lag(&x, &y, 4).unwrap();
+        let (lag, r) = best_lag(&x, &y, 4, 5).unwrap();
         assert_eq!(lag, 2);
         assert!(close(r, 1.0), "{r}");
-        let (lag, r) = best_lag(&y, &x, 4).unwrap();
+        let (lag, r) = best_lag(&y, &x, 4, 5).unwrap();
+        assert_eq!(lag, -2);
+        assert!(close(r, 1.0));
+        assert_eq!(best_lag(&x[..4], &y[..4], 4, 5), None, "too few points");
+        let (lag, _) = best_lag(&y, &x, 4, 5).unwrap();
         assert_eq!(lag, -2);
         assert!(close(r, 1.0));
     }

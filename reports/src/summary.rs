@@ -237,9 +237,9 @@ pub fn finding_text(f: Finding) -> &'static str {
 /// `$GITHUB_STEP_SUMMARY` when CI set it.
 pub fn write(summary: &Summary, dir: &Path) -> Result<(), ReportError> {
     let json_path = dir.join(SUMMARY_JSON);
-    let json = serde_json::to_string_pretty(summary).map_err(|source| ReportError::Json {
+    let json = serde_json::to_string_pretty(summary).map_err(|cause| ReportError::Json {
         path: json_path.clone(),
-        source,
+        cause,
     })?;
     std::fs::write(&json_path, json + "\n").map_err(ReportError::io("writing", &json_path))?;
     let md = summary.to_markdown();

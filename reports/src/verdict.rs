@@ -207,7 +207,8 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
                 mib(dirty)
             ),
             format!(
-                "anonymous memory peaked at {} ({} of the limit) and the working set at {} ({}): far below the limit",
+                "anonymous memory peaked at {} ({} of the limit): far below it; the working set, \
+                 which still counts the active part of the page cache, peaked at {} ({})",
                 mib(anon_peak),
                 pct(anon_peak / limit),
                 mib(ws_peak),
