@@ -2,9 +2,18 @@
 //! exists in memory or on disk, and a downloaded range can be checked by recomputing just that
 //! slice.
 //!
-//! Each 8-byte word at offset `8 * w` is `mix(seed, w)` (SplitMix64's finaliser), little-endian.
-//! A word depends only on the seed and its index, so any slice is computed directly, in any
-//! order, at several GB/s, with no state to carry between pieces.
+//! Content is cut into 64 KiB blocks. Block `b` of seed `s` is a fixed table of PRNG bytes
+//! (`TABLE`, SplitMix64 output, computed at compile time) XORed with an 8-byte key
+//! `mix(s ^ b·φ)` repeated, where `mix` is SplitMix64's finaliser. So:
+//! - any slice is computed directly, in any order, with no state carried between pieces;
+//! - every 64 KiB block differs between seeds and between positions of one upload, so content
+//!   served from the wrong entry or the wrong offset (a swapped chunk) does not verify;
+//! - filling is a table copy and an XOR, at memory speed. A per-word hash (one SplitMix64
+//!   finaliser per 8 bytes) ran at ~3 GB/s here, slower than SHA-256 (~1.8 GB/s) plus the
+//!   socket together, and made content generation a third of loadgen's CPU time.
+
+/// Bytes per content block; also the size of `TABLE` (64 KiB, in the binary's read-only data).
+pub const BLOCK: usize = 64 * 1024;
 
 /// Content identified by its seed. Byte `i` of the content is the same for every size: a
 /// shorter upload is a prefix of a longer one with the same seed.
@@ -31,36 +40,67 @@ impl Pattern {
         self.seed
     }
 
-    fn word(self, index: u64) -> [u8; 8] {
-        mix(self.seed ^ index.wrapping_mul(GOLDEN)).to_le_bytes()
+    /// The key XORed over block `block`, as little-endian bytes.
+    fn key(self, block: u64) -> u64 {
+        mix(self.seed ^ block.wrapping_mul(GOLDEN))
     }
 
     /// Writes content bytes `offset .. offset + out.len()` into `out`.
     pub fn fill(self, offset: u64, out: &mut [u8]) {
         let mut pos = offset;
         let mut rest = out;
-        // A partial first word when `offset` is not word-aligned.
-        let head = (pos % 8) as usize;
-        if head != 0 && !rest.is_empty() {
-            let word = self.word(pos / 8);
-            let take = (8 - head).min(rest.len());
-            let (first, tail) = rest.split_at_mut(take);
-            first.copy_from_slice(&word[head..head + take]);
+        while !rest.is_empty() {
+            let in_block = (pos % BLOCK as u64) as usize;
+            let take = rest.len().min(BLOCK - in_block);
+            let (now, later) = rest.split_at_mut(take);
+            xor_table(now, in_block, self.key(pos / BLOCK as u64));
             pos += take as u64;
-            rest = tail;
-        }
-        let mut index = pos / 8;
-        let mut words = rest.chunks_exact_mut(8);
-        for chunk in &mut words {
-            chunk.copy_from_slice(&self.word(index));
-            index += 1;
-        }
-        let tail = words.into_remainder();
-        if !tail.is_empty() {
-            let word = self.word(index);
-            tail.copy_from_slice(&word[..tail.len()]);
+            rest = later;
         }
     }
+}
+
+/// `out[i] = TABLE[start + i] ^ key byte (start + i) % 8`, eight bytes at a time.
+fn xor_table(out: &mut [u8], start: usize, key: u64) {
+    let table = &TABLE[start..start + out.len()];
+    // `start % 8` is also the output's phase in the key: rotate the key to line up with `out`.
+    let key = key.rotate_right(8 * (start % 8) as u32);
+    let mut outs = out.chunks_exact_mut(8);
+    let mut ins = table.chunks_exact(8);
+    for (o, t) in (&mut outs).zip(&mut ins) {
+        let mut word = [0; 8];
+        word.copy_from_slice(t);
+        o.copy_from_slice(&(u64::from_le_bytes(word) ^ key).to_le_bytes());
+    }
+    let key = key.to_le_bytes();
+    for ((o, t), k) in outs
+        .into_remainder()
+        .iter_mut()
+        .zip(ins.remainder())
+        .zip(key)
+    {
+        *o = t ^ k;
+    }
+}
+
+/// 64 KiB of SplitMix64 output, the same in every build.
+static TABLE: [u8; BLOCK] = table();
+
+const fn table() -> [u8; BLOCK] {
+    let mut table = [0; BLOCK];
+    let mut state: u64 = 0x005E_ED0F_10AD_6E11;
+    let mut i = 0;
+    while i < BLOCK {
+        state = state.wrapping_add(GOLDEN);
+        let word = mix(state).to_le_bytes();
+        let mut j = 0;
+        while j < 8 {
+            table[i + j] = word[j];
+            j += 1;
+        }
+        i += 8;
+    }
+    table
 }
 
 /// A small seeded generator (SplitMix64) for choices that must repeat from run to run:
@@ -116,8 +156,19 @@ mod tests {
     #[test]
     fn any_slice_equals_the_same_bytes_of_the_whole() {
         let p = Pattern::new(42);
-        let all = whole(p, 1000);
-        for (start, len) in [(0, 1), (1, 7), (3, 8), (5, 100), (8, 16), (999, 1), (13, 0)] {
+        let all = whole(p, 300_000);
+        for (start, len) in [
+            (0, 1),
+            (1, 7),
+            (3, 8),
+            (5, 100),
+            (8, 16),
+            (999, 1),
+            (13, 0),
+            (65_530, 20),
+            (65_536, 8),
+            (3, 200_000),
+        ] {
             let mut slice = vec![0; len];
             p.fill(start as u64, &mut slice);
             assert_eq!(slice, all[start..start + len], "{start}+{len}");
@@ -138,5 +189,22 @@ mod tests {
         assert_ne!(a, SplitMix::derive(1, purpose::CONTENT, 0, 1).next_u64());
         assert_ne!(a, SplitMix::derive(1, purpose::RANGES, 0, 0).next_u64());
         assert_ne!(a, SplitMix::derive(2, purpose::CONTENT, 0, 0).next_u64());
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn blocks_differ_by_seed_and_position() {
+        let mut a = vec![0; 2 * BLOCK];
+        let mut b = vec![0; 2 * BLOCK];
+        Pattern::new(1).fill(0, &mut a);
+        Pattern::new(2).fill(0, &mut b);
+        let (a0, a1) = a.split_at(BLOCK);
+        assert_ne!(a0, a1, "two blocks of one upload");
+        let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(differing > 2 * BLOCK * 9 / 10, "two seeds: {differing}");
     }
 }

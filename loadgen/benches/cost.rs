@@ -1,0 +1,418 @@
+//! What loadgen costs: its peak memory while it drives the story's three parallel 618 MB
+//! uploads into the real server, and how much faster than the server it can push bytes.
+//!
+//! `cargo bench -p loadgen --bench cost` runs the release `loadgen` binary three times:
+//!
+//! 1. against the real release `share-server`: 3 users × 1 upload of `BENCH_SIZE_MB` (618) at
+//!    once. Reported: loadgen's peak RSS (VmHWM, read by loadgen itself at the end of the run,
+//!    and cross-checked by polling `/proc/<pid>/status` every 20 ms) against the target of
+//!    64 MiB, and the server's aggregate upload rate;
+//! 2. against a fresh server: 1 upload alone, the server's single-upload rate;
+//! 3. against a discard endpoint in this process (a minimal HTTP/1.1 server that answers the
+//!    login and reads and drops upload bodies): the same 3 uploads. Target: loadgen's rate is at
+//!    least 3 × the faster of the server's two rates, so loadgen is never what limits a run.
+//!
+//! Rates are loadgen's own (`aggregate_mb_per_s`: bytes / first start to last end, MB = 10^6
+//! bytes). Nothing is asserted: targets print PASS or MISS. Figures also go to
+//! `target/bench-loadgen.json` (or `$CARGO_TARGET_DIR/bench-loadgen.json`). See
+//! `docs/benchmarks.md`.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use loadgen::Summary;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::Command;
+
+const SECRET: &str = "loadgen-cost-bench";
+const DEFAULT_SIZE_MB: u64 = 618;
+const PARALLEL: usize = 3;
+const PEAK_RSS_TARGET_MIB: f64 = 64.0;
+const SPEED_TARGET: f64 = 3.0;
+const MIB: f64 = 1024.0 * 1024.0;
+/// The discard endpoint reads bodies in pieces of this size (a generous socket read).
+const DISCARD_READ: usize = 1 << 20;
+/// Request headers longer than this are refused by the discard endpoint.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let size_mb: u64 = match std::env::var("BENCH_SIZE_MB") {
+        Ok(v) => v.parse().context("BENCH_SIZE_MB")?,
+        Err(_) => DEFAULT_SIZE_MB,
+    };
+    let work = tempfile::tempdir()?;
+    println!("loadgen cost benchmark");
+    println!(
+        "  machine: {} cores, Linux {}; uploads of {size_mb} MB",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    let server_bin = build_server()?;
+
+    println!("\n[1/3] {PARALLEL} parallel uploads into the release share-server");
+    let parallel = {
+        let server = Server::start(&server_bin, work.path(), "parallel").await?;
+        let run = run_loadgen(&server.base, PARALLEL, size_mb, &work.path().join("r1")).await?;
+        server.stop().await?;
+        run
+    };
+    parallel.print();
+
+    println!("\n[2/3] 1 upload alone into a fresh share-server");
+    let single = {
+        let server = Server::start(&server_bin, work.path(), "single").await?;
+        let run = run_loadgen(&server.base, 1, size_mb, &work.path().join("r2")).await?;
+        server.stop().await?;
+        run
+    };
+    single.print();
+
+    println!("\n[3/3] {PARALLEL} parallel uploads into a discard endpoint");
+    let (address, discarded) = discard_endpoint().await?;
+    let discard = run_loadgen(
+        &format!("http://{address}"),
+        PARALLEL,
+        size_mb,
+        &work.path().join("r3"),
+    )
+    .await?;
+    discard.print();
+    let expected = PARALLEL as u64 * size_mb * 1_000_000;
+    ensure!(
+        discarded.load(Ordering::Relaxed) >= expected,
+        "the discard endpoint read {} bytes, expected {expected}",
+        discarded.load(Ordering::Relaxed)
+    );
+
+    let peak = parallel.peak_mib();
+    let server_rate = parallel.rate.max(single.rate);
+    let ratio = discard.rate / server_rate;
+    println!("\nsummary (MB = 10^6 bytes)");
+    println!(
+        "  {:<48} {:>12} {:>12}  result",
+        "figure", "measured", "target"
+    );
+    println!(
+        "  {:<48} {:>8.1} MiB {:>8} MiB  {}",
+        format!("loadgen peak RSS, {PARALLEL} x {size_mb} MB into share-server"),
+        peak,
+        format!("<= {PEAK_RSS_TARGET_MIB:.0}"),
+        verdict(peak <= PEAK_RSS_TARGET_MIB)
+    );
+    println!(
+        "  {:<48} {:>7.1} MB/s",
+        format!("share-server, {PARALLEL} parallel uploads"),
+        parallel.rate
+    );
+    println!(
+        "  {:<48} {:>7.1} MB/s",
+        "share-server, 1 upload", single.rate
+    );
+    println!(
+        "  {:<48} {:>7.1} MB/s",
+        format!("discard endpoint, {PARALLEL} parallel uploads"),
+        discard.rate
+    );
+    println!(
+        "  {:<48} {:>12.2} {:>12}  {}",
+        "discard rate / faster server rate",
+        ratio,
+        format!(">= {SPEED_TARGET:.1}"),
+        verdict(ratio >= SPEED_TARGET)
+    );
+
+    let figures = json!({
+        "size_mb": size_mb,
+        "parallel": PARALLEL,
+        "loadgen_peak_rss_mib": peak,
+        "loadgen_peak_rss_polled_mib": parallel.polled_hwm_kib as f64 / 1024.0,
+        "loadgen_peak_rss_discard_mib": discard.peak_mib(),
+        "server_parallel_mb_per_s": parallel.rate,
+        "server_single_mb_per_s": single.rate,
+        "discard_parallel_mb_per_s": discard.rate,
+        "discard_over_server": ratio,
+        "targets": { "peak_rss_mib": PEAK_RSS_TARGET_MIB, "discard_over_server": SPEED_TARGET },
+    });
+    let path = json_path();
+    std::fs::write(&path, serde_json::to_vec_pretty(&figures)?)?;
+    println!("\nfigures written to {}", path.display());
+    Ok(())
+}
+
+/// One loadgen run and what it measured.
+struct Measured {
+    summary: Summary,
+    /// Highest VmHWM seen by polling the process, KiB.
+    polled_hwm_kib: u64,
+    /// Aggregate upload rate, MB/s.
+    rate: f64,
+    wall: Duration,
+}
+
+impl Measured {
+    fn peak_mib(&self) -> f64 {
+        self.summary.loadgen_peak_rss_bytes.unwrap_or(0) as f64 / MIB
+    }
+
+    fn print(&self) {
+        let upload = &self.summary.scenarios["upload"].transfers["upload"];
+        println!(
+            "  {} uploads, {:.0} MB in {:.2} s: {:.1} MB/s together, {:.1} MB/s each",
+            upload.seconds.count,
+            upload.bytes as f64 / 1e6,
+            self.wall.as_secs_f64(),
+            self.rate,
+            upload.mb_per_s
+        );
+        println!(
+            "  loadgen VmHWM {:.1} MiB (its own reading), {:.1} MiB (polled)",
+            self.peak_mib(),
+            self.polled_hwm_kib as f64 / 1024.0
+        );
+    }
+}
+
+/// Runs the release loadgen binary: `users` × 1 upload of `size_mb` MB.
+async fn run_loadgen(host: &str, users: usize, size_mb: u64, report: &Path) -> Result<Measured> {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--host", host, "--secret", SECRET, "--scenario", "upload"])
+        .args(["--users", &users.to_string(), "--iterations", "1"])
+        .args(["--size", &format!("{size_mb}MB"), "--quiet"])
+        .arg("--report-dir")
+        .arg(report)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn loadgen")?;
+    let pid = child.id().context("loadgen pid")?;
+    let mut polled = 0;
+    let status = loop {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            polled = polled.max(kib);
+        }
+        tokio::select! {
+            status = child.wait() => break status?,
+            () = tokio::time::sleep(Duration::from_millis(20)) => {}
+        }
+    };
+    let wall = start.elapsed();
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            stderr.read_to_string(&mut err).await?;
+        }
+        bail!("loadgen failed ({status}):\n{err}");
+    }
+    let summary = Summary::read(&report.join(loadgen::SUMMARY_FILE))?;
+    ensure!(summary.ok, "loadgen run not ok: {}", summary.to_text());
+    let rate = summary.scenarios["upload"].transfers["upload"].aggregate_mb_per_s;
+    Ok(Measured {
+        summary,
+        polled_hwm_kib: polled,
+        rate,
+        wall,
+    })
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .ok()
+}
+
+/// Builds the release share-server and returns its path, as cargo reports it.
+fn build_server() -> Result<PathBuf> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = std::process::Command::new(env!("CARGO"))
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "share-server",
+            "--message-format=json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run cargo build")?;
+    ensure!(
+        output.status.success(),
+        "cargo build --release -p share-server failed"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "share-server")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo reported no share-server executable")
+}
+
+/// A release share-server on a fresh database under `dir/name`.
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+    db_dir: PathBuf,
+}
+
+impl Server {
+    async fn start(binary: &Path, dir: &Path, name: &str) -> Result<Self> {
+        let db_dir = dir.join(name);
+        let mut child = Command::new(binary)
+            .arg("--db")
+            .arg(db_dir.join("store.db"))
+            .args([
+                "--port",
+                "0",
+                "--listen",
+                "127.0.0.1",
+                "--debug-listen",
+                "off",
+            ])
+            .env("PS_SHARED_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawn share-server")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .context("share-server did not start within 30 s")??;
+        let base = line
+            .trim()
+            .strip_prefix("share-server listening on ")
+            .with_context(|| format!("unexpected first line {line:?}"))?
+            .to_owned();
+        Ok(Server {
+            child,
+            base,
+            db_dir,
+        })
+    }
+
+    /// SIGTERM, wait, and remove the database (a 1.9 GB one is not kept around).
+    async fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGTERM)?;
+        }
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .context("share-server did not stop within 60 s")??;
+        std::fs::remove_dir_all(&self.db_dir)?;
+        Ok(())
+    }
+}
+
+/// A minimal HTTP/1.1 server that loadgen can log into and upload to: `GET /healthz`,
+/// `POST /api/auth` (sets a cookie) and `POST /api/entry` (reads the body, drops it, answers an
+/// id). Keep-alive, Content-Length bodies only. Returns its address and a count of body bytes.
+async fn discard_endpoint() -> Result<(SocketAddr, Arc<AtomicU64>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let discarded = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&discarded);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                if let Err(e) = serve(socket, &counter).await {
+                    eprintln!("discard endpoint: {e:#}");
+                }
+            });
+        }
+    });
+    Ok((address, discarded))
+}
+
+async fn serve(socket: TcpStream, discarded: &AtomicU64) -> Result<()> {
+    socket.set_nodelay(true)?;
+    let (read, mut write) = socket.into_split();
+    let mut reader = BufReader::with_capacity(DISCARD_READ, read);
+    let mut buf = vec![0u8; DISCARD_READ];
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).await? == 0 {
+            return Ok(()); // the client closed the connection
+        }
+        let mut content_length = 0u64;
+        let mut header_bytes = request_line.len();
+        loop {
+            let mut line = String::new();
+            header_bytes += reader.read_line(&mut line).await?;
+            ensure!(header_bytes <= MAX_HEADER_BYTES, "headers too long");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.trim().parse()?;
+                }
+                if name.eq_ignore_ascii_case("transfer-encoding") {
+                    bail!("chunked bodies are not supported");
+                }
+            }
+        }
+        let mut left = content_length;
+        while left > 0 {
+            let want = usize::try_from(left.min(DISCARD_READ as u64))?;
+            let n = reader.read(&mut buf[..want]).await?;
+            ensure!(n > 0, "body ended {left} bytes early");
+            left -= n as u64;
+        }
+        let mut words = request_line.split_whitespace();
+        let response = match (words.next(), words.next()) {
+            (Some("GET"), Some("/healthz")) => "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+            (Some("POST"), Some("/api/auth")) => {
+                "HTTP/1.1 200 OK\r\nset-cookie: sharerig_session=discard; Path=/\r\n\
+                 content-length: 0\r\n\r\n"
+            }
+            (Some("POST"), Some(path)) if path.starts_with("/api/entry") => {
+                discarded.fetch_add(content_length, Ordering::Relaxed);
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                 content-length: 17\r\n\r\n{\"id\":\"discard0\"}"
+            }
+            _ => "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n",
+        };
+        write.write_all(response.as_bytes()).await?;
+    }
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass { "PASS" } else { "MISS" }
+}
+
+/// `$CARGO_TARGET_DIR/bench-loadgen.json`, else the workspace's `target/`.
+fn json_path() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest.parent().unwrap_or(manifest);
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|dir| workspace.join(dir))
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("bench-loadgen.json")
+}
