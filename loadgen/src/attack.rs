@@ -13,6 +13,7 @@ use goose::GooseError;
 use goose::client::GooseClientBuilder;
 use goose::config::GooseConfiguration;
 
+use crate::preflight::Fatal;
 use crate::run_state::RunState;
 use crate::scenarios;
 use crate::summary::GOOSE_REPORTS;
@@ -32,21 +33,38 @@ pub(crate) async fn execute(state: &Arc<RunState>) -> Result<(), GooseError> {
     for (scenario, weight) in config.weighted_scenarios() {
         attack = attack.register_scenario(scenarios::build(state, scenario, weight)?);
     }
-    // With both iterations and a run time, goose takes the iterations and we enforce the run
-    // time: when it is over, users stop after their current request.
-    let deadline = match (config.iterations, config.run_time) {
-        (Some(_), Some(run_time)) => Some(tokio::spawn(async move {
-            tokio::time::sleep(run_time).await;
-            goose::trigger_killswitch("run time reached");
-        })),
+    let watcher = tokio::spawn(watch(Arc::clone(state)));
+    let result = attack.execute().await;
+    // goose's killswitch is process-wide: the watcher must not pull it in a later run.
+    watcher.abort();
+    result.map(|_metrics| ())
+}
+
+/// How often the watcher looks at goose's killswitch and the clock.
+const WATCH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Runs beside goose. With both iterations and a run time, goose takes the iterations and this
+/// enforces the run time: when it is over, users stop after their current request. And when
+/// something else pulls goose's killswitch (its ctrl-c handler), in-flight requests are stopped
+/// too and the run ends as interrupted, rather than finishing 618 MB uploads first.
+async fn watch(state: Arc<RunState>) {
+    let deadline = match (state.config.iterations, state.config.run_time) {
+        (Some(_), Some(run_time)) => Some(tokio::time::Instant::now() + run_time),
         _ => None,
     };
-    let result = attack.execute().await;
-    if let Some(deadline) = deadline {
-        // goose's killswitch is process-wide: it must not fire into a later run.
-        deadline.abort();
+    let mut deadline_passed = false;
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    loop {
+        tick.tick().await;
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) && !deadline_passed {
+            deadline_passed = true;
+            goose::trigger_killswitch("run time reached");
+        }
+        if goose::is_killswitch_triggered() && !deadline_passed && state.fatal().is_none() {
+            state.stop(Fatal::Interrupted);
+            return;
+        }
     }
-    result.map(|_metrics| ())
 }
 
 fn goose_configuration(state: &RunState) -> GooseConfiguration {
@@ -55,14 +73,13 @@ fn goose_configuration(state: &RunState) -> GooseConfiguration {
     goose.host = Some(config.host.clone());
     goose.users = Some(config.users);
     goose.increase_rate = Some(config.increase_rate.to_string());
-    match (config.iterations, config.run_time) {
+    match (config.effective_iterations(), config.run_time) {
         (Some(iterations), _) => goose.iterations = Some(iterations),
-        (None, Some(run_time)) => {
-            goose.run_time = Some(whole_seconds(run_time).to_string());
+        (None, run_time) => {
+            goose.run_time = run_time.map(|t| whole_seconds(t).to_string());
             // Keep the requests made while users were starting, as our own tally does.
             goose.no_reset_metrics = true;
         }
-        (None, None) => {} // refused by Config::validate
     }
     goose.report_file = GOOSE_REPORTS
         .iter()

@@ -168,8 +168,9 @@ pub struct Config {
     pub scenario: Scenario,
     /// Concurrent goose users.
     pub users: usize,
-    /// Iterations of the scenario per user. With `run_time` as well, `run_time` is a deadline
-    /// after which users stop once their current request ends.
+    /// Iterations of the scenario per user. Unset: 1, or no limit when `run_time` is set. With
+    /// `run_time` as well, `run_time` is a deadline after which users stop once their current
+    /// request ends.
     pub iterations: Option<usize>,
     /// How long users keep running once all have started (goose's `--run-time`), e.g. `"30s"`.
     #[serde(with = "humantime_serde")]
@@ -214,7 +215,7 @@ impl Default for Config {
             secret: String::new(),
             scenario: Scenario::Upload,
             users: 1,
-            iterations: Some(1),
+            iterations: None,
             run_time: None,
             // Fast enough that `--users 3` starts all three uploads at once, as in the story.
             increase_rate: 10.0,
@@ -235,6 +236,14 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Iterations per user goose runs: `iterations`, else 1 without `run_time`, else no limit.
+    pub fn effective_iterations(&self) -> Option<usize> {
+        match (self.iterations, self.run_time) {
+            (None, Some(_)) => None,
+            (iterations, _) => Some(iterations.unwrap_or(1)),
+        }
+    }
+
     /// The scenarios goose runs and their user weights.
     pub fn weighted_scenarios(&self) -> Vec<(Scenario, usize)> {
         match self.scenario {
@@ -260,13 +269,11 @@ impl Config {
         if self.users == 0 {
             return Err("users must be at least 1".into());
         }
-        match (self.iterations, self.run_time) {
-            (Some(0), _) => return Err("iterations must be at least 1".into()),
-            (None, None) => {
-                return Err("set iterations or run-time, otherwise the run never ends".into());
-            }
-            (_, Some(t)) if t.is_zero() => return Err("run-time must be above 0".into()),
-            _ => {}
+        if self.iterations == Some(0) {
+            return Err("iterations must be at least 1".into());
+        }
+        if self.run_time.is_some_and(|t| t.is_zero()) {
+            return Err("run-time must be above 0".into());
         }
         if !(self.increase_rate.is_finite() && self.increase_rate > 0.0) {
             return Err(format!(
@@ -366,12 +373,27 @@ mod tests {
     }
 
     #[test]
-    fn refuses_runs_that_never_end_or_cannot_finish() {
-        let no_end = Config {
-            iterations: None,
+    fn iterations_default_to_one_unless_a_run_time_is_set() {
+        assert_eq!(valid().effective_iterations(), Some(1));
+        let timed = Config {
+            run_time: Some(Duration::from_secs(30)),
             ..valid()
         };
-        assert!(no_end.validate().unwrap_err().contains("never ends"));
+        assert_eq!(timed.effective_iterations(), None);
+        let both = Config {
+            iterations: Some(3),
+            ..timed
+        };
+        assert_eq!(both.effective_iterations(), Some(3));
+    }
+
+    #[test]
+    fn refuses_runs_that_cannot_finish() {
+        let zero = Config {
+            iterations: Some(0),
+            ..valid()
+        };
+        assert!(zero.validate().is_err());
         let slow = Config {
             scenario: Scenario::SlowUpload,
             size: ByteSize(618_000_000),

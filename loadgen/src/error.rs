@@ -36,6 +36,9 @@ pub enum Error {
         detail: String,
         summary: Box<Summary>,
     },
+    /// The run was interrupted (ctrl-c, through goose's handler); in-flight requests stopped.
+    #[error("interrupted (ctrl-c); in-flight requests were stopped")]
+    Interrupted { summary: Box<Summary> },
     /// goose refused the configuration or failed while running.
     #[error("goose: {source}")]
     Goose {
@@ -53,6 +56,7 @@ impl Error {
             Error::Unreachable { summary, .. }
             | Error::WrongSecret { summary, .. }
             | Error::ServerGone { summary, .. }
+            | Error::Interrupted { summary }
             | Error::Goose { summary, .. } => Some(summary),
         }
     }

@@ -110,10 +110,7 @@ impl Args {
             secret: self.secret,
             scenario: self.scenario,
             users: self.users,
-            iterations: match (self.iterations, self.run_time) {
-                (None, Some(_)) => None,
-                (iterations, _) => iterations.or(defaults.iterations),
-            },
+            iterations: self.iterations,
             run_time: self.run_time.map(Into::into),
             increase_rate: self.increase_rate,
             size: self.size,

@@ -19,6 +19,8 @@ pub(crate) enum Fatal {
     Unreachable(String),
     WrongSecret,
     ServerGone(String),
+    /// goose's killswitch was pulled by someone else than loadgen: its ctrl-c handler.
+    Interrupted,
 }
 
 impl Fatal {
@@ -33,6 +35,7 @@ impl Fatal {
             Fatal::ServerGone(detail) => {
                 format!("share-server at {host} stopped answering during the run: {detail}")
             }
+            Fatal::Interrupted => "interrupted (ctrl-c): in-flight requests were stopped".into(),
         }
     }
 }

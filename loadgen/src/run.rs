@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> Result<Summary, Error> {
             detail,
             summary: boxed,
         }),
+        (Some(Fatal::Interrupted), _) => Err(Error::Interrupted { summary: boxed }),
         (None, Some(source)) => Err(Error::Goose {
             source,
             summary: boxed,

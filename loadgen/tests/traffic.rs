@@ -215,3 +215,33 @@ async fn download_alone_uploads_what_it_verifies_and_file_uploads_replay_a_file(
     assert!(check.ok, "{}", check.to_text());
     assert_eq!((check.verified_downloads, check.verified_ranges), (1, 5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_time_alone_or_as_a_deadline_ends_the_run() {
+    let server = Server::start();
+    let timed = loadgen::run(Config {
+        run_time: Some(Duration::from_secs(2)),
+        size: ByteSize(MB),
+        ..server.config(Scenario::Upload, "timed")
+    })
+    .await
+    .unwrap();
+    assert!(timed.ok, "{}", timed.to_text());
+    assert!(
+        timed.uploads.len() > 1,
+        "iterations are unlimited with a run time"
+    );
+    assert!((2.0..10.0).contains(&timed.duration_seconds));
+
+    let deadline = loadgen::run(Config {
+        iterations: Some(1_000_000),
+        run_time: Some(Duration::from_secs(1)),
+        size: ByteSize(MB),
+        ..server.config(Scenario::Upload, "deadline")
+    })
+    .await
+    .unwrap();
+    assert!(deadline.ok, "{}", deadline.to_text());
+    assert!((1.0..10.0).contains(&deadline.duration_seconds));
+    assert!(deadline.uploads.len() < 1_000_000);
+}

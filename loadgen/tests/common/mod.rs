@@ -100,7 +100,6 @@ impl Server {
             secret: SECRET.to_owned(),
             scenario,
             users: 1,
-            iterations: Some(1),
             increase_rate: 100.0,
             size: ByteSize(20_000_000),
             timeout: Duration::from_secs(60),
