@@ -62,6 +62,8 @@ const DEFAULT_SIZE_MB: u64 = 618;
 const PARALLEL_UPLOADS: usize = 3;
 /// Server throughput / raw throughput must reach this, for upload and download.
 const RATIO_TARGET: f64 = 0.60;
+/// Rounds of phases 1 and 2; their medians are reported.
+const ROUNDS: usize = 3;
 /// Peak RSS of the server during the parallel uploads must stay within this.
 const PEAK_RSS_TARGET_MIB: f64 = 32.0;
 /// The shared secret the benchmark's servers are started with.
@@ -88,18 +90,71 @@ async fn main() -> Result<()> {
         fmt_mb(config.parallel_size),
     );
 
-    println!("\n[1/4] raw baseline: storage layer, no HTTP");
-    let size = config.size;
-    let raw = tokio::task::spawn_blocking(move || raw_baseline(size))
-        .await
-        .context("the raw baseline thread panicked")??;
-    println!("  write {}", raw.write);
-    println!("  read  {}", raw.read);
-    let loopback = loopback_ceiling(config.size).await?;
-    println!("  loopback TCP, no HTTP, no storage {loopback}");
-
-    println!("\n[2/4] server: one streamed upload, a timed and a verified download");
-    let single = server_single(config.size).await?;
+    // Phases 1 and 2 alternate for ROUNDS rounds and the medians are kept:
+    // on a shared machine one measurement of each side can be minutes-apart
+    // noise, alternating puts both sides under the same noise.
+    let mut raws = Vec::with_capacity(ROUNDS);
+    let mut loopbacks = Vec::with_capacity(ROUNDS);
+    let mut singles = Vec::with_capacity(ROUNDS);
+    for round in 1..=ROUNDS {
+        println!("\n[1/4] raw baseline: storage layer, no HTTP (round {round}/{ROUNDS})");
+        let size = config.size;
+        let raw = tokio::task::spawn_blocking(move || raw_baseline(size))
+            .await
+            .context("the raw baseline thread panicked")??;
+        println!("  write {}", raw.write);
+        println!("  read  {}", raw.read);
+        let loopback = loopback_ceiling(config.size).await?;
+        println!("  loopback TCP, no HTTP, no storage {loopback}");
+        println!(
+            "\n[2/4] server: one streamed upload, a timed and a verified download (round {round}/{ROUNDS})"
+        );
+        let single = server_single(config.size).await?;
+        println!("  upload   {}", single.upload);
+        println!("  download {}", single.download);
+        raws.push(raw);
+        loopbacks.push(loopback);
+        singles.push(single);
+    }
+    let raw = RawFigures {
+        write: median_rate(
+            config.size,
+            &mut raws.iter().map(|r| r.write.elapsed).collect::<Vec<_>>(),
+        ),
+        read: median_rate(
+            config.size,
+            &mut raws.iter().map(|r| r.read.elapsed).collect::<Vec<_>>(),
+        ),
+    };
+    let loopback = median_rate(
+        config.size,
+        &mut loopbacks.iter().map(|r| r.elapsed).collect::<Vec<_>>(),
+    );
+    let mut single = singles.pop().context("no rounds")?;
+    singles.push(single.clone());
+    single.upload = median_rate(
+        config.size,
+        &mut singles.iter().map(|s| s.upload.elapsed).collect::<Vec<_>>(),
+    );
+    single.download = median_rate(
+        config.size,
+        &mut singles
+            .iter()
+            .map(|s| s.download.elapsed)
+            .collect::<Vec<_>>(),
+    );
+    single.verified_download = median_rate(
+        config.size,
+        &mut singles
+            .iter()
+            .map(|s| s.verified_download.elapsed)
+            .collect::<Vec<_>>(),
+    );
+    single.hwm_mib = singles.iter().map(|s| s.hwm_mib).fold(0.0, f64::max);
+    println!("\nmedians of {ROUNDS} rounds:");
+    println!("  raw write {}", raw.write);
+    println!("  raw read  {}", raw.read);
+    println!("  loopback  {loopback}");
     println!("  upload   {}", single.upload);
     println!("  download {}", single.download);
     println!(
@@ -800,6 +855,7 @@ fn median_rate(bytes: u64, times: &mut [Duration]) -> Rate {
 // Phases 2 and 3.
 // ---------------------------------------------------------------------------
 
+#[derive(Clone)]
 struct SingleFigures {
     upload: Rate,
     /// The timed download: bytes counted, not hashed (the figure compared
