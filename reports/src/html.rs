@@ -163,7 +163,7 @@ fn suspects_table(s: &Summary) -> String {
         suspects::LINEAR_R2
     );
     if s.suspects.is_empty() {
-        b.push_str("<p>No upload in this run: no slope to take.</p>\n");
+        let _ = writeln!(b, "<p>{}</p>", esc(&summary::no_suspects_text(s)));
         return b;
     }
     b.push_str(
@@ -206,7 +206,7 @@ fn phases_table(a: &Analysis) -> String {
     };
     b.push_str(
         "<table>\n<tr><th>phase</th><th>from (s)</th><th>to (s)</th><th>ok</th><th>requests</th>\
-         <th>failures</th><th>MB sent</th><th>MB received</th><th>error</th></tr>\n",
+         <th>failures</th><th>MB sent by loadgen</th><th>MB received by loadgen</th><th>error</th></tr>\n",
     );
     for p in phases {
         let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);

@@ -198,6 +198,7 @@ fn draw_figure<DB: DrawingBackend>(
     axes: &Axes,
 ) -> Result2<()> {
     let area = area
+        .margin(12, 0, 0, 0)
         .titled(
             &fig.title,
             (FONT, 26).into_font().style(FontStyle::Bold).color(&INK),

@@ -41,9 +41,10 @@ pub fn linear_fit(x: &[f64], y: &[f64]) -> Option<Fit> {
     }
     let slope = sxy / sxx;
     let intercept = mean(y)? - slope * mean(x)?;
-    // A flat y is perfectly described by the (flat) line.
+    // A y that does not vary has no variance to explain: 0, so a flat
+    // layer never reads as "a perfect line".
     let r2 = if syy <= 0.0 {
-        1.0
+        0.0
     } else {
         (sxy * sxy) / (sxx * syy)
     };
@@ -176,7 +177,7 @@ mod tests {
         assert_eq!(pearson(&[1.0, 2.0], &[3.0, 3.0]), None, "y constant");
         assert_eq!(
             linear_fit(&[1.0, 2.0], &[3.0, 3.0]).map(|f| (f.slope, f.r2)),
-            Some((0.0, 1.0))
+            Some((0.0, 0.0))
         );
         assert_eq!(mean(&[]), None);
     }

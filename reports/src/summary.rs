@@ -190,7 +190,9 @@ impl Summary {
                 }
             );
         }
-        if !self.suspects.is_empty() {
+        if self.suspects.is_empty() {
+            let _ = writeln!(md, "\n{}", no_suspects_text(self));
+        } else {
             let _ = writeln!(
                 md,
                 "\nSuspects: growth against the {:.2} GiB uploaded.\n",
@@ -218,6 +220,19 @@ impl Summary {
             self.run.dir.join(&self.files.report_html).display()
         );
         md
+    }
+}
+
+/// Why there is no slope to show.
+pub fn no_suspects_text(s: &Summary) -> String {
+    if s.uploaded_bytes == 0 {
+        "No upload in this run: no slope against the bytes uploaded.".into()
+    } else {
+        format!(
+            "Only {:.1} MiB uploaded: too little for a slope against the bytes uploaded (at least {:.0} MiB).",
+            s.uploaded_bytes as f64 / MIB,
+            crate::suspects::MIN_UPLOAD_BYTES / MIB
+        )
     }
 }
 

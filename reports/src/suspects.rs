@@ -78,7 +78,9 @@ pub fn suspects(t: &Timeline) -> Suspects {
         _ => 0.0,
     };
     let mut layers = Vec::new();
-    if let (Some(a), Some(b)) = (first, last) {
+    if let (Some(a), Some(b)) = (first, last)
+        && uploaded_bytes >= MIN_UPLOAD_BYTES
+    {
         for &layer in LAYERS.iter().filter(|l| t.has(**l)) {
             let col = t.col(layer);
             let (x, y) = stats::paired(&uploaded[a..=b], &col[a..=b]);
@@ -179,7 +181,7 @@ mod tests {
         assert_eq!(anon.kept_bytes, Some(200.0 * MIB));
         assert_eq!(anon.finding, Finding::Leak);
         let sqlite = find("sqlite_memory");
-        assert_eq!(sqlite.slope_mib_per_gib, 0.0);
+        assert_eq!((sqlite.slope_mib_per_gib, sqlite.r2), (0.0, 0.0));
         assert_eq!(sqlite.finding, Finding::Flat);
         // Window: samples 1..=9; x = 0, .25, ..., 2 GiB; dirty 0 then 40 MiB
         // from x = 0.25 on. Slope = Σdxdy/Σdx²: x̄ = 1, ȳ = 320/9;
@@ -193,6 +195,21 @@ mod tests {
         );
         assert!((dirty.r2 - 1600.0 / (3.75 * (12800.0 - 102400.0 / 9.0))).abs() < 1e-9);
         assert_eq!(dirty.finding, Finding::Grows);
+    }
+
+    #[test]
+    fn too_little_upload_gives_no_slopes() {
+        // 10 MiB uploaded: below MIN_UPLOAD_BYTES, whatever anon does.
+        let tl = Timeline::from_columns(
+            vec![0.0, 1.0, 2.0],
+            &[
+                (Layer::BytesReceived, some([0.0, 5.0 * MIB, 10.0 * MIB])),
+                (Layer::ProcessAnon, some([1.0, 2.0 * MIB, 4.0 * MIB])),
+            ],
+        );
+        let s = suspects(&tl);
+        assert_eq!(s.uploaded_bytes, 10.0 * MIB);
+        assert!(s.layers.is_empty());
     }
 
     #[test]
