@@ -264,14 +264,33 @@ pub fn write(summary: &Summary, dir: &Path) -> Result<(), ReportError> {
 }
 
 pub(crate) fn append_step_summary(md: &str) -> Result<(), ReportError> {
-    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {
-        return Ok(());
-    };
-    let path = PathBuf::from(path);
+    match std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        Some(path) => append_to(&PathBuf::from(path), md),
+        None => Ok(()),
+    }
+}
+
+/// Appends `md` and a blank line to `path`, creating it: several reports in
+/// one CI step add up instead of replacing each other.
+fn append_to(path: &Path, md: &str) -> Result<(), ReportError> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
-        .map_err(ReportError::io("opening", &path))?;
-    writeln!(file, "{md}").map_err(ReportError::io("appending to", &path))
+        .open(path)
+        .map_err(ReportError::io("opening", path))?;
+    writeln!(file, "{md}").map_err(ReportError::io("appending to", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_summaries_are_appended_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("step-summary.md");
+        append_to(&path, "## one").unwrap();
+        append_to(&path, "## two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "## one\n## two\n");
+    }
 }
