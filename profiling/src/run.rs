@@ -167,7 +167,8 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
     let scenario = Scenario::load(&options.scenario)?;
     let scenario_text = std::fs::read_to_string(&options.scenario)
         .map_err(io(format!("reading {}", options.scenario.display())))?;
-    let run_id = format!("{}-{}", scenario.name, Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let invoked = Utc::now();
+    let run_id = format!("{}-{}", scenario.name, invoked.format("%Y%m%dT%H%M%SZ"));
     let dir = options.runs_dir.join(&run_id);
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     std::fs::write(dir.join(files::SCENARIO), &scenario_text)
@@ -201,7 +202,8 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         rig_version: env!("CARGO_PKG_VERSION"),
         scenario: scenario.name.clone(),
         scenario_file: options.scenario.display().to_string(),
-        started_at: Utc::now(),
+        // The run's name and start are the same instant (the build comes after).
+        started_at: invoked,
         finished_at: None,
         git: Git::of(&options.workspace),
         server: ServerMeta::of(&binary, &scenario),
