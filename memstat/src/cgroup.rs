@@ -197,7 +197,10 @@ pub fn parse_pressure(text: &str) -> Option<Pressure> {
     let line = |kind: &str| -> Option<(f64, u64)> {
         let l = text.lines().find(|l| l.starts_with(kind))?;
         let field = |name: &str| l.split_whitespace().find_map(|f| f.strip_prefix(name));
-        Some((field("avg10=")?.parse().ok()?, field("total=")?.parse().ok()?))
+        Some((
+            field("avg10=")?.parse().ok()?,
+            field("total=")?.parse().ok()?,
+        ))
     };
     let (some_avg10, some_total_us) = line("some ")?;
     let (full_avg10, full_total_us) = line("full ").unwrap_or((0.0, 0));
@@ -222,7 +225,10 @@ impl Cgroup {
             Version::V1 => "memory.oom_control",
             Version::V2 => "memory.events",
         };
-        keyed(&std::fs::read_to_string(self.dir.join(file)).ok()?, "oom_kill")
+        keyed(
+            &std::fs::read_to_string(self.dir.join(file)).ok()?,
+            "oom_kill",
+        )
     }
 }
 
@@ -233,7 +239,10 @@ mod pressure_tests {
     #[test]
     fn parses_psi() {
         let p = parse_pressure("some avg10=1.50 avg60=0.20 avg300=0.00 total=1310\nfull avg10=0.25 avg60=0.00 avg300=0.00 total=419\n").unwrap();
-        assert_eq!((p.some_avg10, p.full_avg10, p.some_total_us, p.full_total_us), (1.5, 0.25, 1310, 419));
+        assert_eq!(
+            (p.some_avg10, p.full_avg10, p.some_total_us, p.full_total_us),
+            (1.5, 0.25, 1310, 419)
+        );
         assert_eq!(parse_pressure("nonsense"), None);
     }
 }

@@ -294,9 +294,9 @@ async fn drive(
         events.record("phase-start", serde_json::json!({ "phase": spec.name }));
         config.host = server.base_url.clone();
         config.secret = secret.clone();
-        config.report_dir = dir
-            .join(files::LOADGEN_DIR)
-            .join(format!("{}-{}", index + 1, spec.name));
+        config.report_dir =
+            dir.join(files::LOADGEN_DIR)
+                .join(format!("{}-{}", index + 1, spec.name));
         config.known_uploads.extend(uploads.iter().cloned());
         config.quiet = true;
         let result = tokio::select! {
