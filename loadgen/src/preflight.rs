@@ -19,7 +19,8 @@ pub(crate) enum Fatal {
     Unreachable(String),
     WrongSecret,
     ServerGone(String),
-    /// goose's killswitch was pulled by someone else than loadgen: its ctrl-c handler.
+    /// goose's killswitch was pulled by someone else than loadgen (its ctrl-c handler), or the
+    /// `run` future was dropped.
     Interrupted,
 }
 
@@ -35,7 +36,10 @@ impl Fatal {
             Fatal::ServerGone(detail) => {
                 format!("share-server at {host} stopped answering during the run: {detail}")
             }
-            Fatal::Interrupted => "interrupted (ctrl-c): in-flight requests were stopped".into(),
+            Fatal::Interrupted => {
+                "interrupted (ctrl-c, or the caller stopped waiting): in-flight requests were stopped"
+                    .into()
+            }
         }
     }
 }

@@ -2,8 +2,11 @@
 //! map what happened to `Ok(Summary)` or an `Error` carrying the partial summary.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Instant, SystemTime};
+
+use goose::GooseError;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::attack;
 use crate::config::Config;
@@ -13,8 +16,23 @@ use crate::run_state::RunState;
 use crate::summary::{ReportFiles, Summary};
 
 /// goose's killswitch and ctrl-c handling are process-wide, so two runs at once in one process
-/// would stop each other: runs wait for each other here.
-static ONE_RUN_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// would stop each other: runs wait for each other here. The attack task holds it until goose
+/// has stopped, even when the `run` future was dropped before.
+static ONE_RUN_AT_A_TIME: LazyLock<Arc<tokio::sync::Mutex<()>>> =
+    LazyLock::new(|| Arc::new(tokio::sync::Mutex::new(())));
+
+/// Stops the run if the `run` future is dropped before the attack ends (a caller's `select!`
+/// or timeout): in-flight requests end, goose stops its users and writes its reports, in the
+/// background, instead of users running on without anyone waiting for them.
+struct StopOnDrop(Option<Arc<RunState>>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.stop(Fatal::Interrupted);
+        }
+    }
+}
 
 /// Runs one load-generation phase against `config.host` and returns its summary, which is also
 /// written to `config.report_dir/loadgen-summary.json` with goose's reports beside it.
@@ -23,8 +41,11 @@ static ONE_RUN_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 /// `Summary::ok`. `Err` means the run could not start or was stopped (unreachable server, wrong
 /// secret, server gone mid-run); the summary of what ran is still written, and is in the error
 /// (`Error::partial_summary`). Every wait is bounded by `config.timeout`, so `run` never hangs.
+///
+/// Dropping the future stops the run (as ctrl-c does) without a summary; goose winds down in the
+/// background and the next `run` waits for it.
 pub async fn run(config: Config) -> Result<Summary, Error> {
-    let _one_run = ONE_RUN_AT_A_TIME.lock().await;
+    let one_run = Arc::clone(&ONE_RUN_AT_A_TIME).lock_owned().await;
     config.validate().map_err(Error::Config)?;
     let upload_size = config.upload_size().map_err(Error::Config)?;
     std::fs::create_dir_all(&config.report_dir).map_err(|source| Error::Io {
@@ -41,7 +62,8 @@ pub async fn run(config: Config) -> Result<Summary, Error> {
     let config = &state.config;
 
     let checked = preflight::check(state.check_client(), &config.host, &config.secret).await;
-    let (refused, goose_error) = match checked {
+    let goose_ran = checked.is_ok();
+    let (early_stop, goose_error) = match checked {
         Err(fatal) => (Some(fatal), None),
         Ok(()) => {
             if !config.quiet {
@@ -52,16 +74,14 @@ pub async fn run(config: Config) -> Result<Summary, Error> {
                     "share-server answers and accepts the secret; starting goose"
                 );
             }
-            let result = attack::execute(&state).await;
-            // A killswitch pulled by `RunState::stop` must not outlive the run: goose's ctrl-c
-            // handler would take it for a first ctrl-c and exit on the next one.
-            goose::reset_killswitch();
-            (None, result.err())
+            match attack_in_task(&state, one_run).await {
+                Ok(result) => (None, result.err()),
+                Err(fatal) => (Some(fatal), None),
+            }
         }
     };
 
-    let goose_ran = refused.is_none();
-    let fatal = refused.or_else(|| state.fatal());
+    let fatal = early_stop.or_else(|| state.fatal());
     let error_text = fatal
         .as_ref()
         .map(|f| f.describe(&config.host))
@@ -102,6 +122,32 @@ pub async fn run(config: Config) -> Result<Summary, Error> {
             summary: boxed,
         }),
         (None, None) => Ok(*boxed),
+    }
+}
+
+/// Runs the attack in its own task, which keeps `one_run` until goose has stopped: if this
+/// future is dropped, `StopOnDrop` stops the run and the task still winds goose down.
+async fn attack_in_task(
+    state: &Arc<RunState>,
+    one_run: OwnedMutexGuard<()>,
+) -> Result<Result<(), GooseError>, Fatal> {
+    let attack_state = Arc::clone(state);
+    let attack = tokio::spawn(async move {
+        let result = attack::execute(&attack_state).await;
+        // A killswitch pulled by `RunState::stop` must not outlive the run: goose's ctrl-c
+        // handler would take it for a first ctrl-c and exit on the next one.
+        goose::reset_killswitch();
+        drop(one_run);
+        result
+    });
+    let mut stop_on_drop = StopOnDrop(Some(Arc::clone(state)));
+    let joined = attack.await;
+    stop_on_drop.0 = None;
+    match joined {
+        Ok(result) => Ok(result),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // The runtime is shutting down under us.
+        Err(_) => Err(Fatal::Interrupted),
     }
 }
 

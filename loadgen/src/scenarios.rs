@@ -10,7 +10,7 @@ mod login;
 mod upload;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use goose::GooseError;
 use goose::goose::{
@@ -22,6 +22,9 @@ use crate::config::Scenario;
 use crate::http::Failure;
 use crate::recorder::{Kind, Outcome};
 use crate::run_state::RunState;
+
+/// How long a transaction of a stopped run waits before returning.
+const STOPPED_PAUSE: Duration = Duration::from_millis(100);
 
 /// What a transaction does.
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +62,9 @@ fn transaction(state: &Arc<RunState>, scenario: Scenario, action: Action) -> Tra
         let state = Arc::clone(&state);
         Box::pin(async move {
             if state.stopped() {
+                // goose asks users to exit only every few hundred ms; pausing here keeps users
+                // from spinning through empty iterations until then.
+                tokio::time::sleep(STOPPED_PAUSE).await;
                 return Ok(());
             }
             match action {

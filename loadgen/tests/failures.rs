@@ -95,3 +95,39 @@ async fn server_killed_mid_run_stops_the_run_with_a_partial_summary() {
     assert!(summary.bytes_sent > 10_000_000, "partial bytes are counted");
     assert!(summary.uploads.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_run_stops_its_uploads_and_frees_the_next_run() {
+    let server = Server::start();
+    let endless = loadgen::run(Config {
+        users: 2,
+        size: ByteSize(50_000_000_000),
+        timeout: Duration::from_secs(600),
+        ..server.config(Scenario::Upload, "dropped")
+    });
+    // Dropped while both uploads stream, as a caller's select! or timeout would.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), endless)
+            .await
+            .is_err()
+    );
+    eventually(Duration::from_secs(10), "the uploads to stop", || {
+        let server = &server;
+        async move {
+            let app = server.counters().await;
+            app["uploads_in_flight"] == 0 && app["uploads_failed_total"] == 2
+        }
+    })
+    .await;
+    let next = tokio::time::timeout(
+        Duration::from_secs(30),
+        loadgen::run(Config {
+            size: ByteSize(1_000_000),
+            ..server.config(Scenario::Upload, "next")
+        }),
+    )
+    .await
+    .expect("the next run waited for the dropped one for too long")
+    .unwrap();
+    assert!(next.ok, "{}", next.to_text());
+}
