@@ -32,6 +32,8 @@ use crate::scenario::Scenario;
 use crate::target::{self, Exit, Server};
 use run_format::{Sample, files};
 
+/// How long a phase's loadgen may take to notice a dead server and return.
+const LOADGEN_WIND_DOWN: Duration = Duration::from_secs(15);
 /// Samples kept in `outcome.json` from just before the end (or the death).
 const LAST_SAMPLES: usize = 5;
 
@@ -299,11 +301,15 @@ async fn drive(
                 .join(format!("{}-{}", index + 1, spec.name));
         config.known_uploads.extend(uploads.iter().cloned());
         config.quiet = true;
+        let load = loadgen::run(config);
+        tokio::pin!(load);
         let result = tokio::select! {
-            result = loadgen::run(config) => Some(result),
+            result = &mut load => Some(result),
             exit = server.wait() => {
                 died = Some((exit, events.started.elapsed().as_millis() as u64));
-                None
+                // loadgen sees the server gone within seconds and returns what
+                // it did (its partial summary) instead of being cut off.
+                tokio::time::timeout(LOADGEN_WIND_DOWN, &mut load).await.ok()
             }
             _ = &mut ctrl_c => {
                 interrupted = true;
@@ -313,7 +319,14 @@ async fn drive(
         let ended_ms = events.started.elapsed().as_millis() as u64;
         let (ok, error, summary) = match result {
             Some(Ok(summary)) => (summary.ok, None, Some(summary)),
-            Some(Err(e)) => (false, Some(e.to_string()), None),
+            Some(Err(e)) => {
+                // goose replaces the process's SIGINT handler on its first run,
+                // so a ctrl-c during a phase arrives here, as loadgen's error.
+                if matches!(e, loadgen::Error::Interrupted { .. }) {
+                    interrupted = true;
+                }
+                (false, Some(e.to_string()), e.partial_summary().cloned())
+            }
             None => (
                 false,
                 Some(if interrupted {
