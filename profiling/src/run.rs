@@ -440,15 +440,3 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
         .map_err(|e| io("encoding JSON")(std::io::Error::other(e)))?;
     std::fs::write(path, text + "\n").map_err(io(format!("writing {}", path.display())))
 }
-
-/// Waits up to `timeout` for `f` to hold (tests and callers polling files).
-pub async fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while !f() {
-        if started.elapsed() > timeout {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    true
-}
