@@ -231,21 +231,11 @@ async fn edit_list_and_delete() {
     let a = server.upload_ok(1, 1_000_000, "a.bin").await;
     let b = server.upload_ok(2, 2000, "b.bin").await;
 
-    let list: Value = server
-        .req(Method::GET, "/api/entries")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, [b.as_str(), a.as_str()], "newest first");
+    assert_eq!(
+        server.listed_ids().await,
+        [b.as_str(), a.as_str()],
+        "newest first"
+    );
 
     let res = server
         .req(Method::PUT, &format!("/api/entry/{a}"))
@@ -317,14 +307,7 @@ async fn expiration_defaults_and_never() {
     server.login().await;
 
     let id = server.upload_ok(1, 10, "default.bin").await;
-    let e: Value = server
-        .req(Method::GET, &format!("/api/entry/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let e: Value = server.get_json(&format!("/api/entry/{id}")).await;
     let expires = chrono::DateTime::parse_from_rfc3339(e["expires"].as_str().unwrap()).unwrap();
     let days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours() as f64 / 24.0;
     assert!(

@@ -199,21 +199,11 @@ async fn sigkill_mid_upload_then_restart_recovers() {
     // Restart: GC at start-up removes the leftovers; the finished file is intact.
     let mut server = TestServer::start(&dir, &[]);
     server.login().await;
-    let list: serde_json::Value = server
-        .req(Method::GET, "/api/entries")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, [done.as_str()], "the partial upload is not listed");
+    assert_eq!(
+        server.listed_ids().await,
+        [done.as_str()],
+        "the partial upload is not listed"
+    );
     common::eventually(WAIT, "GC removes the partial upload's chunks", || {
         dir.count(&format!(
             "SELECT COUNT(*) FROM entries_data WHERE id = '{partial}'"
@@ -372,13 +362,6 @@ async fn a_full_disk_gives_507_and_loses_nothing() {
     assert_eq!(res.status(), 200);
     // (New uploads may keep failing with 507 until space is freed: in WAL
     // mode every write needs WAL room, and the disk is still full.)
-    let list: serde_json::Value = server
-        .req(Method::GET, "/api/entries")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = server.get_json("/api/entries").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 }

@@ -23,14 +23,7 @@ async fn a_200_mb_upload_downloads_byte_exact() {
         "download differs from upload"
     );
 
-    let meta: serde_json::Value = server
-        .req(Method::GET, &format!("/api/entry/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: serde_json::Value = server.get_json(&format!("/api/entry/{id}")).await;
     assert_eq!(meta["size"], size);
     assert_eq!(meta["filename"], "big.bin");
     assert_eq!(meta["note"], "from the tests");
@@ -279,14 +272,7 @@ async fn downloads_are_recorded_with_ip_and_agent() {
         || dir.count("SELECT COUNT(*) FROM downloads") == 1,
     )
     .await;
-    let history: serde_json::Value = server
-        .req(Method::GET, &format!("/api/entry/{id}/downloads"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: serde_json::Value = server.get_json(&format!("/api/entry/{id}/downloads")).await;
     assert_eq!(
         history.as_array().unwrap().len(),
         1,
@@ -297,13 +283,6 @@ async fn downloads_are_recorded_with_ip_and_agent() {
         history[0]["clientIp"], "203.0.113.5",
         "the proxy's hop, not the forgeable first"
     );
-    let meta: serde_json::Value = server
-        .req(Method::GET, &format!("/api/entry/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: serde_json::Value = server.get_json(&format!("/api/entry/{id}")).await;
     assert_eq!(meta["downloads"], 1);
 }

@@ -159,6 +159,27 @@ impl TestServer {
         }
     }
 
+    /// GETs `path` with the session cookie and decodes its JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET request")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
+    /// The ids `/api/entries` lists, newest first.
+    pub async fn listed_ids(&self) -> Vec<String> {
+        let list = self.get_json("/api/entries").await;
+        list.as_array()
+            .expect("an array of entries")
+            .iter()
+            .map(|e| e["id"].as_str().expect("an id").to_owned())
+            .collect()
+    }
+
     /// Uploads `size` bytes of pattern `seed` as `name`; returns the response.
     pub async fn upload(&self, seed: u64, size: u64, name: &str, query: &str) -> reqwest::Response {
         let form = reqwest::multipart::Form::new()
