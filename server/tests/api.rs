@@ -318,16 +318,8 @@ async fn expiration_defaults_and_never() {
     let res = server.upload(1, 10, "never.bin", "?expiration=never").await;
     let id: Value = res.json().await.unwrap();
     let e: Value = server
-        .req(
-            Method::GET,
-            &format!("/api/entry/{}", id["id"].as_str().unwrap()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/entry/{}", id["id"].as_str().unwrap()))
+        .await;
     assert_eq!(e["expires"], Value::Null);
 
     let at = (chrono::Utc::now() + chrono::Duration::days(2))
@@ -338,16 +330,8 @@ async fn expiration_defaults_and_never() {
     assert_eq!(res.status(), 200);
     let id: Value = res.json().await.unwrap();
     let e: Value = server
-        .req(
-            Method::GET,
-            &format!("/api/entry/{}", id["id"].as_str().unwrap()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/entry/{}", id["id"].as_str().unwrap()))
+        .await;
     assert_eq!(
         chrono::DateTime::parse_from_rfc3339(e["expires"].as_str().unwrap()).unwrap(),
         chrono::DateTime::parse_from_rfc3339(&at).unwrap()
