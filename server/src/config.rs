@@ -69,6 +69,8 @@ pub struct Cli {
     /// On SIGTERM/SIGINT, how long in-flight requests may finish before they are aborted.
     #[arg(long, env = "PS_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
 }
 
 /// `--debug-listen`: an address, or off.
@@ -95,6 +97,7 @@ pub struct ServerConfig {
     pub chunk_size: u64,
     pub disk_reserve: u64,
     pub shutdown_timeout: Duration,
+    pub limits: crate::limits::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +146,7 @@ impl Cli {
             chunk_size: self.chunk_size,
             disk_reserve: self.disk_reserve,
             shutdown_timeout: self.shutdown_timeout,
+            limits: (&self.limits).into(),
         })
     }
 }

@@ -25,16 +25,17 @@ pub mod entry;
 pub mod error;
 pub mod gc;
 pub mod handlers;
+pub mod limits;
 pub mod live_uploads;
 pub mod metrics;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod stats;
 pub mod storage;
 pub mod upload;
 
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -42,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Sessions;
+use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServerConfig;
 use crate::counters::Counters;
 use crate::live_uploads::LiveUploads;
@@ -67,9 +69,10 @@ impl Server {
         let store = Store::open(&config.db, config.disk_reserve)?;
         let state = AppState {
             db: Db::new(store),
-            sessions: Arc::new(Sessions::new(
-                config.shared_secret.clone(),
-                config.behind_proxy,
+            sessions: Arc::new(Sessions::new(config.shared_secret.clone())),
+            login_limiter: Arc::new(LoginLimiter::new(
+                config.limits.login_burst,
+                config.limits.login_refill,
             )),
             live_uploads: Arc::new(LiveUploads::default()),
             tracker: TaskTracker::new(),
@@ -111,41 +114,34 @@ impl Server {
         ));
 
         let stop_accepting = CancellationToken::new();
+        let limits = config.limits.connections;
         let debug_server = debug.map(|debug| {
             let app = routes::debug_router(state.clone());
-            let stop = stop_accepting.clone().cancelled_owned();
-            tokio::spawn(async move { axum::serve(debug, app).with_graceful_shutdown(stop).await })
+            tokio::spawn(serve::serve(debug, app, limits, stop_accepting.clone()))
         });
-        let app = routes::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-            .into_future();
+        let app = routes::router(state.clone());
+        let serve = serve::serve(listener, app, limits, stop_accepting.clone());
         let mut serve = std::pin::pin!(serve);
 
-        let served = tokio::select! {
-            result = &mut serve => result,
+        tokio::select! {
+            () = &mut serve => {}
             () = shutdown => {
                 tracing::info!(drain = ?config.shutdown_timeout, "shutting down: draining requests");
                 stop_accepting.cancel();
-                match tokio::time::timeout(config.shutdown_timeout, &mut serve).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!(uploads = state.live_uploads.len(), "drain time over; aborting requests");
-                        state.abort.cancel();
-                        serve.await
-                    }
+                if tokio::time::timeout(config.shutdown_timeout, &mut serve).await.is_err() {
+                    tracing::warn!(uploads = state.live_uploads.len(), "drain time over; aborting requests");
+                    state.abort.cancel();
+                    serve.await;
                 }
             }
-        };
+        }
 
         stop_gc.cancel();
         let _ = gc.await;
-        if let Some(debug_server) = debug_server {
-            match debug_server.await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "debug listener failed"),
-                Err(e) => tracing::warn!(error = %e, "debug listener task failed"),
-                Ok(Ok(())) => {}
-            }
+        if let Some(debug_server) = debug_server
+            && let Err(e) = debug_server.await
+        {
+            tracing::warn!(error = %e, "debug listener task failed");
         }
         state.tracker.close();
         state.tracker.wait().await;
@@ -156,6 +152,6 @@ impl Server {
                 tracing::warn!(error = %e, "final checkpoint failed; the WAL is replayed on next start")
             }
         }
-        served
+        Ok(())
     }
 }

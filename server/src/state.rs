@@ -14,6 +14,8 @@ use crate::storage::Db;
 pub struct AppState {
     pub db: Db,
     pub sessions: Arc<Sessions>,
+    /// Login attempts per client address.
+    pub login_limiter: Arc<crate::auth::rate_limit::LoginLimiter>,
     pub live_uploads: Arc<LiveUploads>,
     /// Blocking work that must finish before the database closes (upload
     /// writers, clean-ups, download records).
