@@ -28,6 +28,7 @@ pub mod handlers;
 pub mod limits;
 pub mod live_uploads;
 pub mod metrics;
+pub mod multipart_guard;
 pub mod routes;
 pub mod serve;
 pub mod state;

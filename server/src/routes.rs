@@ -18,7 +18,9 @@ pub fn router(state: AppState) -> Router {
         // are the point); memory stays bounded by `upload` module constants.
         .route(
             "/api/entry",
-            post(entries::upload).layer(DefaultBodyLimit::disable()),
+            post(entries::upload)
+                .layer(DefaultBodyLimit::disable())
+                .layer(middleware::map_request(crate::multipart_guard::guard)),
         )
         .route(
             "/api/entry/{id}",
