@@ -25,16 +25,21 @@ pub enum Scenario {
     AbortUpload,
     /// Users spread over the four scenarios above by `mixed` weights.
     Mixed,
+    /// A share's life, compressed for soaks: upload with an expiration `expire_after` ahead,
+    /// download whole and one range (verified), then delete with probability
+    /// `delete_fraction`; the rest expire and the server's GC removes them.
+    Churn,
 }
 
 impl Scenario {
     /// Every scenario, in the order help texts list them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Upload,
         Scenario::Download,
         Scenario::SlowUpload,
         Scenario::AbortUpload,
         Scenario::Mixed,
+        Scenario::Churn,
     ];
 
     /// The kebab-case name used on the command line, in TOML and in the summary.
@@ -45,6 +50,7 @@ impl Scenario {
             Scenario::SlowUpload => "slow-upload",
             Scenario::AbortUpload => "abort-upload",
             Scenario::Mixed => "mixed",
+            Scenario::Churn => "churn",
         }
     }
 }
@@ -65,7 +71,9 @@ pub enum ParseScenarioError {
          (it is added once they exist)"
     )]
     GuestUploadUnavailable,
-    #[error("unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed)")]
+    #[error(
+        "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, churn)"
+    )]
     Unknown(String),
 }
 
@@ -203,6 +211,12 @@ pub struct Config {
     pub range_size: ByteSize,
     /// User weights of `mixed`.
     pub mixed: MixedWeights,
+    /// Uploads ask to expire this long after they start (`?expiration=`); unset: the server's
+    /// default. The server refuses less than its `--min-expiration` (1 h unless lowered).
+    #[serde(with = "humantime_serde")]
+    pub expire_after: Option<Duration>,
+    /// Share of `churn` entries deleted after their downloads, in [0, 1]; the rest expire.
+    pub delete_fraction: f64,
 }
 
 /// 618 MB at 5 MB/s takes 124 s; 300 s leaves room for a 618 MB upload down to ~2 MB/s.
@@ -231,6 +245,8 @@ impl Default for Config {
             quiet: false,
             range_size: ByteSize(1 << 20),
             mixed: MixedWeights::default(),
+            expire_after: None,
+            delete_fraction: 0.5,
         }
     }
 }
@@ -289,6 +305,15 @@ impl Config {
                 "abort-fraction must be between 0 and 1 (exclusive), not {}",
                 self.abort_fraction
             ));
+        }
+        if !(0.0..=1.0).contains(&self.delete_fraction) {
+            return Err(format!(
+                "delete-fraction must be between 0 and 1, not {}",
+                self.delete_fraction
+            ));
+        }
+        if self.expire_after.is_some_and(|d| d.is_zero()) {
+            return Err("expire-after must be above 0".into());
         }
         if self.range_size.bytes() == 0 {
             return Err("range-size must be at least 1 byte".into());

@@ -27,6 +27,7 @@ pub(crate) enum Kind {
     AbortedUpload,
     Download,
     Range,
+    Delete,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             Kind::AbortedUpload => "aborted-upload",
             Kind::Download => "download",
             Kind::Range => "range",
+            Kind::Delete => "delete",
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `guest-upload` is not here: share-server has no guest links yet, and a stub would only make
 //! runs look like they covered it.
 
+mod churn;
 mod download;
 mod login;
 mod upload;
@@ -32,6 +33,7 @@ enum Action {
     Login,
     Upload,
     Download,
+    Churn,
 }
 
 /// The goose scenario for `scenario`, with `weight` users per round of allocation.
@@ -42,6 +44,7 @@ pub(crate) fn build(
 ) -> Result<GooseScenario, GooseError> {
     let main = match scenario {
         Scenario::Download => Action::Download,
+        Scenario::Churn => Action::Churn,
         _ => Action::Upload,
     };
     Ok(GooseScenario::new(scenario.name())
@@ -71,6 +74,7 @@ fn transaction(state: &Arc<RunState>, scenario: Scenario, action: Action) -> Tra
                 Action::Login => login::transaction(&state, user, scenario).await,
                 Action::Upload => upload::transaction(&state, user, scenario).await,
                 Action::Download => download::transaction(&state, user).await,
+                Action::Churn => churn::transaction(&state, user).await,
             }
         })
     })

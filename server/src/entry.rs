@@ -114,6 +114,16 @@ pub fn never_instant() -> DateTime<Utc> {
 impl Expiration {
     /// Parses `never` or an RFC 3339 time at least [`MIN_EXPIRATION_AHEAD`] after `now`.
     pub fn parse(s: &str, now: DateTime<Utc>) -> Result<Self, ValidationError> {
+        Self::parse_ahead(s, now, MIN_EXPIRATION_AHEAD)
+    }
+
+    /// As [`Expiration::parse`] with another minimum (`--min-expiration`:
+    /// the soak compresses a day into minutes).
+    pub fn parse_ahead(
+        s: &str,
+        now: DateTime<Utc>,
+        min_ahead: Duration,
+    ) -> Result<Self, ValidationError> {
         let s = s.trim();
         if s.eq_ignore_ascii_case("never") {
             return Ok(Expiration::Never);
@@ -128,9 +138,10 @@ impl Expiration {
         if at >= never_instant() {
             return Ok(Expiration::Never);
         }
-        if at < now + MIN_EXPIRATION_AHEAD {
+        if at < now + min_ahead {
+            let min = humantime::format_duration(min_ahead.to_std().unwrap_or_default());
             return Err(invalid(format!(
-                "expiration {s} is less than 1 hour in the future"
+                "expiration {s} is less than {min} in the future"
             )));
         }
         Ok(Expiration::At(at))

@@ -79,6 +79,8 @@ impl Server {
             tracker: TaskTracker::new(),
             abort: CancellationToken::new(),
             chunk_size: config.chunk_size,
+            min_expiration: chrono::Duration::from_std(config.min_expiration)
+                .unwrap_or(entry::MIN_EXPIRATION_AHEAD),
             behind_proxy: config.behind_proxy,
             counters: Arc::new(Counters::default()),
             cgroup: match memstat::cgroup::Cgroup::of_process(None) {

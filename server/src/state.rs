@@ -24,6 +24,8 @@ pub struct AppState {
     pub abort: CancellationToken,
     /// Bytes per chunk for new uploads.
     pub chunk_size: u64,
+    /// Shortest expiration an upload or edit may ask for (`--min-expiration`).
+    pub min_expiration: chrono::Duration,
     /// Trust X-Forwarded-For.
     pub behind_proxy: bool,
     pub counters: Arc<Counters>,

@@ -26,12 +26,13 @@ pub async fn login(
     body: Result<Json<Login>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     // Before anything else, so a throttled client learns nothing.
-    let ip = client_ip(peer, &headers, state.behind_proxy);
-    if let Ok(ip) = ip.parse()
-        && let Err(wait) = state.login_limiter.check(ip)
-    {
-        return Err(ApiError::TooManyAttempts { retry_after: wait });
-    }
+    let ip = client_ip(peer, &headers, state.behind_proxy)
+        .parse()
+        .unwrap_or(peer.ip());
+    state
+        .login_limiter
+        .attempt(ip)
+        .map_err(|wait| ApiError::TooManyAttempts { retry_after: wait })?;
     let Json(login) = body.map_err(|e| {
         ApiError::BadRequest(format!(
             "expected JSON {{\"sharedSecret\": \"...\"}}: {}",
@@ -41,6 +42,7 @@ pub async fn login(
     if !state.sessions.secret_matches(&login.shared_secret) {
         return Err(ApiError::WrongSecret);
     }
+    state.login_limiter.succeeded(ip);
     let token = state.sessions.issue(crate::storage::now_millis());
     Ok((
         [(

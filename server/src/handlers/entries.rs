@@ -99,7 +99,7 @@ pub async fn upload(
 async fn upload_expiration(state: &AppState, param: Option<&str>) -> Result<Expiration, ApiError> {
     let now = chrono::Utc::now();
     match param {
-        Some(s) if !s.is_empty() => Ok(Expiration::parse(s, now)?),
+        Some(s) if !s.is_empty() => Ok(Expiration::parse_ahead(s, now, state.min_expiration)?),
         _ => {
             let days = state.db.run(entries::default_expiration_days).await?;
             Ok(Expiration::days_after(days, now))
@@ -274,7 +274,7 @@ pub async fn edit(
         expiration: req
             .expiration
             .as_deref()
-            .map(|e| Expiration::parse(e, chrono::Utc::now()))
+            .map(|e| Expiration::parse_ahead(e, chrono::Utc::now(), state.min_expiration))
             .transpose()?,
         note: req.note.as_deref().map(validate_note).transpose()?,
     };
