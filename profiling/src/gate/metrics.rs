@@ -193,6 +193,9 @@ pub fn measure(outcome: &Outcome, verdict: Option<String>) -> Result<RunMetrics,
     })
 }
 
+/// Reads one figure from a sample.
+type Figure = dyn Fn(&Sample) -> Option<f64>;
+
 fn allocator_resident(s: &Sample) -> Option<f64> {
     s.server
         .as_ref()?
@@ -214,7 +217,7 @@ fn machine_anon(s: &Sample) -> Option<f64> {
 /// Every metric that the samples hold.
 pub fn values(samples: &[Sample]) -> BTreeMap<Metric, f64> {
     let mut out = BTreeMap::new();
-    let mut peak = |m: Metric, f: &dyn Fn(&Sample) -> Option<f64>| {
+    let mut peak = |m: Metric, f: &Figure| {
         if let Some(v) = samples.iter().filter_map(f).reduce(f64::max) {
             out.insert(m, v);
         }
@@ -238,11 +241,7 @@ pub fn values(samples: &[Sample]) -> BTreeMap<Metric, f64> {
     let gib = |s: &Sample| uploaded(s).map(|b| b / GIB);
     let anon_mib = |s: &Sample| machine_anon(s).map(|b| b / MIB);
     let alloc_mib = |s: &Sample| allocator_resident(s).map(|b| b / MIB);
-    let slopes: [(
-        Metric,
-        &dyn Fn(&Sample) -> Option<f64>,
-        &dyn Fn(&Sample) -> Option<f64>,
-    ); 4] = [
+    let slopes: [(Metric, &Figure, &Figure); 4] = [
         (Metric::AnonMibPerGib, &gib, &anon_mib),
         (Metric::AllocatorMibPerGib, &gib, &alloc_mib),
         (Metric::AnonMibPerHour, &hours, &anon_mib),
@@ -258,11 +257,7 @@ pub fn values(samples: &[Sample]) -> BTreeMap<Metric, f64> {
 
 /// Least-squares slope of `y` against `x` over the samples that have both;
 /// `None` when `x` does not move (nothing uploaded, one sample).
-fn slope(
-    samples: &[Sample],
-    x: &dyn Fn(&Sample) -> Option<f64>,
-    y: &dyn Fn(&Sample) -> Option<f64>,
-) -> Option<f64> {
+fn slope(samples: &[Sample], x: &Figure, y: &Figure) -> Option<f64> {
     let (xs, ys): (Vec<f64>, Vec<f64>) =
         samples.iter().filter_map(|s| Some((x(s)?, y(s)?))).unzip();
     reports::stats::linear_fit(&xs, &ys).map(|f| f.slope)
