@@ -29,17 +29,21 @@ pub enum Scenario {
     /// download whole and one range (verified), then delete with probability
     /// `delete_fraction`; the rest expire and the server's GC removes them.
     Churn,
+    /// Delete uploaded entries (`DELETE /api/entry/{id}`), each once, and check they are gone.
+    /// Not part of `mixed`: downloads there would fetch what it deleted.
+    Delete,
 }
 
 impl Scenario {
     /// Every scenario, in the order help texts list them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Upload,
         Scenario::Download,
         Scenario::SlowUpload,
         Scenario::AbortUpload,
         Scenario::Mixed,
         Scenario::Churn,
+        Scenario::Delete,
     ];
 
     /// The kebab-case name used on the command line, in TOML and in the summary.
@@ -51,6 +55,7 @@ impl Scenario {
             Scenario::AbortUpload => "abort-upload",
             Scenario::Mixed => "mixed",
             Scenario::Churn => "churn",
+            Scenario::Delete => "delete",
         }
     }
 }
@@ -72,7 +77,8 @@ pub enum ParseScenarioError {
     )]
     GuestUploadUnavailable,
     #[error(
-        "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, churn)"
+        "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, delete, \
+         churn)"
     )]
     Unknown(String),
 }
@@ -201,7 +207,8 @@ pub struct Config {
     pub abort_fraction: f64,
     /// Random Range requests after each whole download.
     pub ranges_per_download: usize,
-    /// Entries a `download` phase may fetch, e.g. an earlier phase's `Summary::uploads`.
+    /// Entries a `download` phase may fetch and a `delete` phase deletes, e.g. an earlier
+    /// phase's `Summary::uploads`.
     pub known_uploads: Vec<UploadRecord>,
     /// Where goose's reports and `loadgen-summary.json` are written (created if missing).
     pub report_dir: PathBuf,

@@ -1,11 +1,12 @@
 //! The goose scenarios: each logs in once per user (`on_start`), then repeats its transaction
 //! once per iteration. `upload`, `slow-upload` and `abort-upload` share `upload.rs`; `download`
-//! is `download.rs`; `mixed` registers all four with weights.
+//! is `download.rs`; `delete` is `delete.rs`; `mixed` registers the first four with weights.
 //!
 //! `guest-upload` is not here: share-server has no guest links yet, and a stub would only make
 //! runs look like they covered it.
 
 mod churn;
+mod delete;
 mod download;
 mod login;
 mod upload;
@@ -34,6 +35,7 @@ enum Action {
     Upload,
     Download,
     Churn,
+    Delete,
 }
 
 /// The goose scenario for `scenario`, with `weight` users per round of allocation.
@@ -45,6 +47,7 @@ pub(crate) fn build(
     let main = match scenario {
         Scenario::Download => Action::Download,
         Scenario::Churn => Action::Churn,
+        Scenario::Delete => Action::Delete,
         _ => Action::Upload,
     };
     Ok(GooseScenario::new(scenario.name())
@@ -75,6 +78,7 @@ fn transaction(state: &Arc<RunState>, scenario: Scenario, action: Action) -> Tra
                 Action::Upload => upload::transaction(&state, user, scenario).await,
                 Action::Download => download::transaction(&state, user).await,
                 Action::Churn => churn::transaction(&state, user).await,
+                Action::Delete => delete::transaction(&state, user).await,
             }
         })
     })

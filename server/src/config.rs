@@ -75,6 +75,11 @@ pub struct Cli {
     pub min_expiration: Duration,
     #[command(flatten)]
     pub limits: crate::limits::LimitArgs,
+    /// Bring back one of the story's memory bugs, for the gate's fixtures.
+    /// Only in builds with the `regressions` feature; never in production.
+    #[cfg(feature = "regressions")]
+    #[arg(long, env = "PS_REGRESSION", value_enum)]
+    pub regression: Option<crate::regressions::Regression>,
 }
 
 /// `--debug-listen`: an address, or off.
