@@ -224,6 +224,10 @@ pub struct Config {
     pub expire_after: Option<Duration>,
     /// Share of `churn` entries deleted after their downloads, in [0, 1]; the rest expire.
     pub delete_fraction: f64,
+    /// Pause after each iteration of a user, like a person between actions (soaks use it to
+    /// pace traffic). Unset: none.
+    #[serde(with = "humantime_serde")]
+    pub think_time: Option<Duration>,
 }
 
 /// 618 MB at 5 MB/s takes 124 s; 300 s leaves room for a 618 MB upload down to ~2 MB/s.
@@ -254,6 +258,7 @@ impl Default for Config {
             mixed: MixedWeights::default(),
             expire_after: None,
             delete_fraction: 0.5,
+            think_time: None,
         }
     }
 }

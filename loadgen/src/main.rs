@@ -90,6 +90,9 @@ struct Args {
     /// Share of churn entries deleted after their downloads (the rest expire).
     #[arg(long, default_value_t = Config::default().delete_fraction)]
     delete_fraction: f64,
+    /// Pause after each iteration of a user (e.g. 500ms).
+    #[arg(long)]
+    think_time: Option<humantime::Duration>,
     /// Weights of mixed, e.g. upload=3,download=3,slow-upload=1,abort-upload=1.
     #[arg(long)]
     mix: Option<MixedWeights>,
@@ -139,6 +142,7 @@ impl Args {
             mixed: self.mix.unwrap_or(defaults.mixed),
             expire_after: self.expire_after.map(Into::into),
             delete_fraction: self.delete_fraction,
+            think_time: self.think_time.map(Into::into),
         })
     }
 }

@@ -73,13 +73,20 @@ fn transaction(state: &Arc<RunState>, scenario: Scenario, action: Action) -> Tra
                 tokio::time::sleep(STOPPED_PAUSE).await;
                 return Ok(());
             }
-            match action {
-                Action::Login => login::transaction(&state, user, scenario).await,
+            let result = match action {
+                Action::Login => return login::transaction(&state, user, scenario).await,
                 Action::Upload => upload::transaction(&state, user, scenario).await,
                 Action::Download => download::transaction(&state, user).await,
                 Action::Churn => churn::transaction(&state, user).await,
                 Action::Delete => delete::transaction(&state, user).await,
+            };
+            if let Some(pause) = state.config.think_time {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = state.cancel.cancelled() => {}
+                }
             }
+            result
         })
     })
 }

@@ -40,6 +40,15 @@ pub struct Summary {
     /// Keys of the layers that grew linearly with the bytes uploaded.
     pub leaks: Vec<String>,
     pub files: Files,
+    /// Machine anon against time after any `warm-up` phase, MiB per hour (see `drift`).
+    #[serde(default)]
+    pub anon_slope_mib_per_hour: Option<f64>,
+    /// Allocator resident against time after any `warm-up` phase, MiB per hour.
+    #[serde(default)]
+    pub allocator_slope_mib_per_hour: Option<f64>,
+    /// Seconds of run those slopes cover.
+    #[serde(default)]
+    pub slope_window_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +97,7 @@ pub const PLOT_PNG: &str = "report.png";
 impl Summary {
     pub fn of(a: &Analysis) -> Summary {
         let run = &a.run;
+        let drift = crate::drift::drift(&run.samples);
         let str_at = |p: &str| run.meta_at(p).and_then(Value::as_str).map(str::to_owned);
         Summary {
             schema: SCHEMA,
@@ -133,6 +143,9 @@ impl Summary {
                 plot_svg: PLOT_SVG.into(),
                 plot_png: PLOT_PNG.into(),
             },
+            anon_slope_mib_per_hour: drift.anon_mib_per_hour,
+            allocator_slope_mib_per_hour: drift.allocator_mib_per_hour,
+            slope_window_s: drift.window_s,
         }
     }
 
@@ -214,6 +227,14 @@ impl Summary {
                 );
             }
         }
+        let per_hour = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:+.2}"));
+        let _ = writeln!(
+            md,
+            "\nDrift over {:.0} s (after any warm-up): anon {} MiB/h, allocator resident {} MiB/h.",
+            self.slope_window_s,
+            per_hour(self.anon_slope_mib_per_hour),
+            per_hour(self.allocator_slope_mib_per_hour)
+        );
         let _ = writeln!(
             md,
             "\nFull report: `{}`",
