@@ -3,9 +3,12 @@
 //! time, in MiB per hour. A server that leaks a little per request climbs
 //! here even when no single peak looks bad.
 //!
-//! The window leaves out the rig's `start` samples and a phase named
+//! The window is the samples taken while load phases ran, less a phase named
 //! [`WARM_UP_PHASE`]: caches (SQLite's page cache, allocator arenas) fill in
-//! the first minute, and that one-off rise would otherwise read as a slope.
+//! the first minute, and that one-off rise would otherwise read as a slope;
+//! the rig's `start`, `pause` and `end` samples are idle time, whose drop
+//! after the last phase would read as a fall. A run with no load-phase
+//! samples has no drift.
 
 use run_format::Sample;
 use serde::{Deserialize, Serialize};
@@ -29,7 +32,7 @@ pub struct Drift {
 
 /// Whether a sample is in the drift window.
 pub fn in_window(s: &Sample) -> bool {
-    s.phase != WARM_UP_PHASE && s.phase != "start"
+    !matches!(s.phase.as_str(), WARM_UP_PHASE | "start" | "pause" | "end")
 }
 
 /// Machine (cgroup) anonymous memory, bytes.
@@ -99,6 +102,8 @@ mod tests {
                 .step_by(10)
                 .map(|t| sample(t, "soak", 30.0, 8.0)),
         );
+        // Idle after the load: memory falls, which is not drift either.
+        samples.extend((3661..=3700).map(|t| sample(t, "pause", 12.0, 4.0)));
         let d = drift(&samples);
         assert_eq!(d.anon_mib_per_hour, Some(0.0));
         assert_eq!(d.allocator_mib_per_hour, Some(0.0));

@@ -40,10 +40,10 @@ pub struct Summary {
     /// Keys of the layers that grew linearly with the bytes uploaded.
     pub leaks: Vec<String>,
     pub files: Files,
-    /// Machine anon against time after any `warm-up` phase, MiB per hour (see `drift`).
+    /// Machine anon against time over the load phases less any `warm-up`, MiB per hour (see `drift`).
     #[serde(default)]
     pub anon_slope_mib_per_hour: Option<f64>,
-    /// Allocator resident against time after any `warm-up` phase, MiB per hour.
+    /// Allocator resident against time over the same window, MiB per hour.
     #[serde(default)]
     pub allocator_slope_mib_per_hour: Option<f64>,
     /// Seconds of run those slopes cover.
@@ -230,7 +230,7 @@ impl Summary {
         let per_hour = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:+.2}"));
         let _ = writeln!(
             md,
-            "\nDrift over {:.0} s (after any warm-up): anon {} MiB/h, allocator resident {} MiB/h.",
+            "\nDrift over {:.0} s of load (warm-up left out): anon {} MiB/h, allocator resident {} MiB/h.",
             self.slope_window_s,
             per_hour(self.anon_slope_mib_per_hour),
             per_hour(self.allocator_slope_mib_per_hour)
