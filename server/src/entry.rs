@@ -237,6 +237,53 @@ fn looks_like_text(sample: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends as a filename, an accepted one cannot
+        /// name another directory, break a header line or exceed the limit;
+        /// and it is stored exactly as sent.
+        #[test]
+        fn accepted_filenames_are_safe(name in prop_oneof![
+            any::<String>(),
+            "[./\\\\a-z\"\r\n ]{0,12}",
+            ".{250,260}",
+        ]) {
+            match validate_filename(&name) {
+                Ok(stored) => {
+                    prop_assert_eq!(&stored, &name);
+                    prop_assert!(!name.is_empty() && name.len() <= MAX_FILENAME_BYTES);
+                    prop_assert!(!name.contains(['/', '\\']));
+                    prop_assert!(!name.chars().any(char::is_control), "{:?}", name);
+                    prop_assert!(name != "." && !name.starts_with(".."));
+                }
+                Err(e) => prop_assert!(e.0.contains("filename"), "{}", e.0),
+            }
+        }
+
+        /// Expiration parsing never panics on any input, and an accepted
+        /// time is at least the minimum ahead (or never).
+        #[test]
+        fn expirations_are_never_too_soon(
+            text in prop_oneof![
+                any::<String>(),
+                (0i64..4_000_000_000_000).prop_map(|ms| {
+                    Utc.timestamp_millis_opt(ms).single().unwrap().to_rfc3339()
+                }),
+                Just("never".to_owned()),
+                Just(" NEVER ".to_owned()),
+            ],
+            min_secs in 0i64..100_000,
+        ) {
+            let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+            let min = Duration::seconds(min_secs);
+            match Expiration::parse_ahead(&text, now, min) {
+                Ok(Expiration::At(t)) => prop_assert!(t >= now + min && t < never_instant()),
+                Ok(Expiration::Never) => {}
+                Err(e) => prop_assert!(e.0.contains("expiration"), "{}", e.0),
+            }
+        }
+    }
 
     #[test]
     fn ids_use_the_alphabet_and_parse_back() {
