@@ -259,6 +259,7 @@ async fn oversized_multipart_framing_is_refused_with_bounded_memory() {
         assert_nothing_stored(&dir);
     }
     let grown_mib = (server.status_kib("VmHWM").saturating_sub(before)) / 1024;
+    println!("peak RSS grew by {grown_mib} MiB over two 100 MB hostile bodies");
     assert!(
         grown_mib < 32,
         "peak RSS grew by {grown_mib} MiB for 100 MB framing"
