@@ -36,7 +36,8 @@ fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// The limits, resolved.
+/// The limits, resolved. `Default` is the flags' defaults (for embedding
+/// the server in tests); a unit test keeps the two equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub connections: ConnectionLimits,
@@ -55,5 +56,40 @@ impl From<&LimitArgs> for Limits {
             login_burst: a.login_burst,
             login_refill: a.login_refill,
         }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections: ConnectionLimits {
+                header_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 256,
+            },
+            login_burst: NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN),
+            login_refill: Duration::from_secs(6),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
+
+    #[test]
+    fn default_is_the_flags_defaults() {
+        let flags = Flags::try_parse_from(["share-server"]).unwrap();
+        assert_eq!(Limits::from(&flags.limits), Limits::default());
+        assert!(Flags::try_parse_from(["s", "--header-timeout", "0s"]).is_err());
+        assert!(Flags::try_parse_from(["s", "--max-connections", "0"]).is_err());
+        assert!(Flags::try_parse_from(["s", "--login-burst", "0"]).is_err());
     }
 }

@@ -223,6 +223,9 @@ fn assert_nothing_stored(dir: &DataDir) {
     assert_eq!(dir.count("SELECT COUNT(*) FROM entries_data"), 0);
 }
 
+/// Builds a request body (large ones only when needed).
+type MakeBody = fn() -> Vec<u8>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_multipart_framing_is_refused_with_bounded_memory() {
     let dir = DataDir::new();
@@ -231,16 +234,15 @@ async fn oversized_multipart_framing_is_refused_with_bounded_memory() {
     let before = server.status_kib("VmHWM");
     // 100 MB without a boundary, then a part whose header never ends: multer
     // alone would hold each whole in memory.
-    let hostile: [(&str, Box<dyn Fn() -> Vec<u8>>); 2] = [
-        ("no boundary", Box::new(|| vec![b'a'; 100_000_000])),
-        (
-            "endless part header",
-            Box::new(|| {
-                let mut b = b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\nX-Long: ".to_vec();
-                b.resize(100_000_000, b'h');
-                b
-            }),
-        ),
+    let hostile: [(&str, MakeBody); 2] = [
+        ("no boundary", || vec![b'a'; 100_000_000]),
+        ("endless part header", || {
+            let mut b =
+                b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\nX-Long: "
+                    .to_vec();
+            b.resize(100_000_000, b'h');
+            b
+        }),
     ];
     for (what, body) in hostile {
         let res = server
