@@ -399,6 +399,47 @@ mod tests {
     }
 
     #[test]
+    fn churn_settings_are_checked() {
+        let churn = |delete_fraction: f64, expire_after: Option<Duration>| Config {
+            scenario: Scenario::Churn,
+            delete_fraction,
+            expire_after,
+            ..valid()
+        };
+        churn(0.0, Some(Duration::from_secs(20)))
+            .validate()
+            .unwrap();
+        churn(1.0, None).validate().unwrap();
+        assert!(
+            churn(1.5, None)
+                .validate()
+                .unwrap_err()
+                .contains("delete-fraction")
+        );
+        assert!(
+            churn(-0.1, None)
+                .validate()
+                .unwrap_err()
+                .contains("delete-fraction")
+        );
+        assert!(
+            churn(0.5, Some(Duration::ZERO))
+                .validate()
+                .unwrap_err()
+                .contains("expire-after")
+        );
+        assert_eq!("churn".parse::<Scenario>(), Ok(Scenario::Churn));
+        let parsed: Config = serde_json::from_value(serde_json::json!({
+            "scenario": "churn", "expire-after": "20s", "think-time": "500ms",
+            "delete-fraction": 0.25
+        }))
+        .unwrap();
+        assert_eq!(parsed.expire_after, Some(Duration::from_secs(20)));
+        assert_eq!(parsed.think_time, Some(Duration::from_millis(500)));
+        assert_eq!(parsed.delete_fraction, 0.25);
+    }
+
+    #[test]
     fn defaults_are_valid_once_a_secret_is_set() {
         valid().validate().unwrap();
         assert!(Config::default().validate().is_err());
