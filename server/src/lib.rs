@@ -10,6 +10,9 @@
 //! - [`live_uploads`]: uploads in progress, which GC must not touch.
 //! - [`auth`]: shared-secret login and signed session cookies.
 //! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer.
+//! - [`serve`]: the accept loop (header and idle timeouts, connection cap);
+//!   [`limits`]: its flags and the login limiter's.
+//! - [`multipart_guard`]: bounds on the multipart framing multer buffers whole.
 //! - [`gc`]: the periodic collector task.
 //! - [`regressions`]: the story's bugs as opt-in fixtures (`regressions` feature).
 //! - [`allocator`], [`stats`], [`counters`], [`metrics`]: memory introspection
