@@ -8,7 +8,7 @@
 //! - [`upload`]: streaming a request body into chunk rows through a bounded channel.
 //! - [`download`]: Range planning and the chunk-at-a-time response body.
 //! - [`live_uploads`]: uploads in progress, which GC must not touch.
-//! - [`auth`]: shared-secret login and signed session cookies.
+//! - [`auth`]: shared-secret login, signed session cookies, the login rate limit.
 //! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer.
 //! - [`serve`]: the accept loop (header and idle timeouts, connection cap);
 //!   [`limits`]: its flags and the login limiter's.
