@@ -139,7 +139,13 @@ impl Expiration {
             return Ok(Expiration::Never);
         }
         if at < now + min_ahead {
-            let min = humantime::format_duration(min_ahead.to_std().unwrap_or_default());
+            let min = match min_ahead.num_seconds() {
+                3600 => "1 hour".to_owned(),
+                secs => {
+                    humantime::format_duration(std::time::Duration::from_secs(secs.max(0) as u64))
+                        .to_string()
+                }
+            };
             return Err(invalid(format!(
                 "expiration {s} is less than {min} in the future"
             )));
