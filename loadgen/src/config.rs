@@ -25,16 +25,20 @@ pub enum Scenario {
     AbortUpload,
     /// Users spread over the four scenarios above by `mixed` weights.
     Mixed,
+    /// Delete uploaded entries (`DELETE /api/entry/{id}`), each once, and check they are gone.
+    /// Not part of `mixed`: downloads there would fetch what it deleted.
+    Delete,
 }
 
 impl Scenario {
     /// Every scenario, in the order help texts list them.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Upload,
         Scenario::Download,
         Scenario::SlowUpload,
         Scenario::AbortUpload,
         Scenario::Mixed,
+        Scenario::Delete,
     ];
 
     /// The kebab-case name used on the command line, in TOML and in the summary.
@@ -45,6 +49,7 @@ impl Scenario {
             Scenario::SlowUpload => "slow-upload",
             Scenario::AbortUpload => "abort-upload",
             Scenario::Mixed => "mixed",
+            Scenario::Delete => "delete",
         }
     }
 }
@@ -65,7 +70,9 @@ pub enum ParseScenarioError {
          (it is added once they exist)"
     )]
     GuestUploadUnavailable,
-    #[error("unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed)")]
+    #[error(
+        "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, delete)"
+    )]
     Unknown(String),
 }
 
@@ -193,7 +200,8 @@ pub struct Config {
     pub abort_fraction: f64,
     /// Random Range requests after each whole download.
     pub ranges_per_download: usize,
-    /// Entries a `download` phase may fetch, e.g. an earlier phase's `Summary::uploads`.
+    /// Entries a `download` phase may fetch and a `delete` phase deletes, e.g. an earlier
+    /// phase's `Summary::uploads`.
     pub known_uploads: Vec<UploadRecord>,
     /// Where goose's reports and `loadgen-summary.json` are written (created if missing).
     pub report_dir: PathBuf,

@@ -7,13 +7,13 @@
 //! - `body`: the streamed upload body (hashed on the way, throttled or cut off).
 //! - `verify`: checking downloaded bytes against the uploaded ones as they arrive.
 //! - `scenarios`: the goose scenarios (`upload`, `download`, `slow-upload`, `abort-upload`,
-//!   `mixed`); `guest-upload` waits for guest links in share-server.
+//!   `mixed`, `delete`); `guest-upload` waits for guest links in share-server.
 //! - `attack`: the goose configuration and run; `preflight`: server checks with short timeouts.
 //! - `recorder` + `histogram`: the bounded tally; `summary`: the summary written as JSON.
 //! - `run`: the entry point, `run(config) -> Result<Summary, Error>`.
 //!
 //! Memory: an upload holds a few 256 KiB pieces, a range check one 64 KiB piece, the tally a
-//! fixed amount per scenario plus one record per completed upload. Nothing grows with file size.
+//! fixed amount per scenario plus one record per completed upload and one id per deletion. Nothing grows with file size.
 
 mod attack;
 mod body;

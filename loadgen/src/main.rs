@@ -20,6 +20,8 @@ Scenarios:
   slow-upload   an upload throttled to --slow-rate
   abort-upload  an upload that disconnects after --abort-fraction of its body
   mixed         users spread over the four above by --mix weights
+  delete        delete entries (DELETE /api/entry/{id}), each by one user, and check each is
+                gone (GET answers 404); entries as for download
   guest-upload  not available: share-server has no guest links yet; it is added once they exist
 
 The story's repro (three parallel 618 MB uploads):
@@ -85,7 +87,8 @@ struct Args {
     /// Weights of mixed, e.g. upload=3,download=3,slow-upload=1,abort-upload=1.
     #[arg(long)]
     mix: Option<MixedWeights>,
-    /// A loadgen-summary.json whose uploads the download scenario may fetch (repeatable).
+    /// A loadgen-summary.json whose uploads download may fetch and delete deletes (repeatable;
+    /// entries a given summary deleted are left out).
     #[arg(long)]
     known_uploads: Vec<PathBuf>,
     /// Where goose's reports and loadgen-summary.json go.
@@ -99,12 +102,15 @@ struct Args {
 impl Args {
     fn into_config(self) -> anyhow::Result<Config> {
         let defaults = Config::default();
-        let mut known_uploads = Vec::new();
-        for path in &self.known_uploads {
-            let earlier = Summary::read(path)
-                .with_context(|| format!("reading --known-uploads {}", path.display()))?;
-            known_uploads.extend(earlier.uploads);
-        }
+        let earlier = self
+            .known_uploads
+            .iter()
+            .map(|path| {
+                Summary::read(path)
+                    .with_context(|| format!("reading --known-uploads {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let known_uploads = Summary::remaining_uploads(&earlier);
         Ok(Config {
             host: self.host,
             secret: self.secret,

@@ -2,8 +2,9 @@
 //! tally is a std `Mutex` held only for a few additions, never across an `.await`.
 //!
 //! Memory is bounded per scenario and kind (one `Histogram` each, at most `MAX_REASONS`
-//! failure reasons, `MAX_MISMATCH_EXAMPLES` mismatch details); only the upload records grow
-//! with the run, by design: they are the output a later download phase needs (~200 bytes each).
+//! failure reasons, `MAX_MISMATCH_EXAMPLES` mismatch details); only the upload records and the
+//! deleted ids grow with the run, by design: they are what a later phase needs to know which
+//! entries exist (~200 bytes per upload, ~30 per deletion).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -27,6 +28,10 @@ pub(crate) enum Kind {
     AbortedUpload,
     Download,
     Range,
+    /// `DELETE /api/entry/{id}`.
+    Delete,
+    /// The `GET /api/entry/{id}` after a delete, which must answer 404.
+    DeleteCheck,
 }
 
 impl Kind {
@@ -37,6 +42,8 @@ impl Kind {
             Kind::AbortedUpload => "aborted-upload",
             Kind::Download => "download",
             Kind::Range => "range",
+            Kind::Delete => "delete",
+            Kind::DeleteCheck => "delete-check",
         }
     }
 }
@@ -80,6 +87,7 @@ struct Tally {
     mismatches: u64,
     mismatch_examples: Vec<Mismatch>,
     aborted_uploads: u64,
+    deleted_ids: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -132,6 +140,11 @@ impl Recorder {
         self.lock().uploads.push(record);
     }
 
+    /// An entry deleted and confirmed gone.
+    pub(crate) fn deleted(&self, id: String) {
+        self.lock().deleted_ids.push(id);
+    }
+
     pub(crate) fn verified_download(&self) {
         self.lock().verified_downloads += 1;
     }
@@ -178,6 +191,8 @@ impl Recorder {
             verified_ranges: tally.verified_ranges,
             mismatches: tally.mismatches,
             aborted_uploads: tally.aborted_uploads,
+            deleted: tally.deleted_ids.len() as u64,
+            deleted_ids: tally.deleted_ids.clone(),
             uploads: tally.uploads.clone(),
             mismatch_examples: tally.mismatch_examples.clone(),
             scenarios,

@@ -18,8 +18,8 @@ pub(crate) struct RunState {
     /// Bytes per upload (the file's length with `--file`).
     pub upload_size: u64,
     pub recorder: Recorder,
-    /// Entries downloads may fetch: `known_uploads`, then uploads of this run as they finish.
-    downloadable: Mutex<Vec<UploadRecord>>,
+    /// Entries downloads may fetch and deletes delete.
+    entries: Mutex<Entries>,
     next_download: AtomicUsize,
     /// Cancelled when the run must stop: bodies end, waits return, transactions do nothing.
     pub cancel: CancellationToken,
@@ -27,6 +27,14 @@ pub(crate) struct RunState {
     /// One server check at a time: a dead server fails every user at once.
     checking: tokio::sync::Mutex<()>,
     check_client: reqwest::Client,
+}
+
+/// `known_uploads`, then uploads of this run as they finish. Only appended to, so an index
+/// names the same entry for the whole run.
+struct Entries {
+    records: Vec<UploadRecord>,
+    /// `records[..claimed]` are taken by deletes: each is deleted by one user only.
+    claimed: usize,
 }
 
 /// What one upload sends.
@@ -40,7 +48,10 @@ pub(crate) struct UploadPlan {
 impl RunState {
     pub(crate) fn new(config: Config, upload_size: u64) -> reqwest::Result<Self> {
         Ok(RunState {
-            downloadable: Mutex::new(config.known_uploads.clone()),
+            entries: Mutex::new(Entries {
+                records: config.known_uploads.clone(),
+                claimed: 0,
+            }),
             config,
             upload_size,
             recorder: Recorder::default(),
@@ -99,22 +110,32 @@ impl RunState {
         }
     }
 
-    /// Makes a finished upload available to downloads.
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes a finished upload available to downloads and deletes.
     pub(crate) fn add_downloadable(&self, record: UploadRecord) {
-        self.downloadable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(record);
+        self.entries().records.push(record);
     }
 
     /// The next entry to download, round-robin, so n downloads of n entries fetch each once.
     pub(crate) fn next_download(&self) -> Option<UploadRecord> {
-        let entries = self.downloadable.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.is_empty() {
+        let entries = self.entries();
+        if entries.records.is_empty() {
             return None;
         }
-        let i = self.next_download.fetch_add(1, Ordering::Relaxed) % entries.len();
-        Some(entries[i].clone())
+        let i = self.next_download.fetch_add(1, Ordering::Relaxed) % entries.records.len();
+        Some(entries.records[i].clone())
+    }
+
+    /// The next entry to delete, in the same order as downloads but never twice: `None` once
+    /// every entry is claimed.
+    pub(crate) fn claim_for_deletion(&self) -> Option<UploadRecord> {
+        let mut entries = self.entries();
+        let record = entries.records.get(entries.claimed).cloned()?;
+        entries.claimed += 1;
+        Some(record)
     }
 
     /// The upload of `user` in `iteration`: content seeded by (seed, user, iteration), throttled

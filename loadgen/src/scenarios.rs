@@ -1,10 +1,11 @@
 //! The goose scenarios: each logs in once per user (`on_start`), then repeats its transaction
 //! once per iteration. `upload`, `slow-upload` and `abort-upload` share `upload.rs`; `download`
-//! is `download.rs`; `mixed` registers all four with weights.
+//! is `download.rs`; `delete` is `delete.rs`; `mixed` registers the first four with weights.
 //!
 //! `guest-upload` is not here: share-server has no guest links yet, and a stub would only make
 //! runs look like they covered it.
 
+mod delete;
 mod download;
 mod login;
 mod upload;
@@ -32,6 +33,7 @@ enum Action {
     Login,
     Upload,
     Download,
+    Delete,
 }
 
 /// The goose scenario for `scenario`, with `weight` users per round of allocation.
@@ -42,6 +44,7 @@ pub(crate) fn build(
 ) -> Result<GooseScenario, GooseError> {
     let main = match scenario {
         Scenario::Download => Action::Download,
+        Scenario::Delete => Action::Delete,
         _ => Action::Upload,
     };
     Ok(GooseScenario::new(scenario.name())
@@ -71,6 +74,7 @@ fn transaction(state: &Arc<RunState>, scenario: Scenario, action: Action) -> Tra
                 Action::Login => login::transaction(&state, user, scenario).await,
                 Action::Upload => upload::transaction(&state, user, scenario).await,
                 Action::Download => download::transaction(&state, user).await,
+                Action::Delete => delete::transaction(&state, user).await,
             }
         })
     })

@@ -131,9 +131,16 @@ pub struct Summary {
     pub mismatches: u64,
     /// Uploads disconnected on purpose by `abort-upload`.
     pub aborted_uploads: u64,
-    /// Uploads the server accepted in this run, in completion order.
+    /// Entries `delete` deleted and then found gone (`GET /api/entry/{id}` answered 404).
+    #[serde(default)]
+    pub deleted: u64,
+    /// Their ids: a later phase must not expect them (the rig and `--known-uploads` drop them).
+    #[serde(default)]
+    pub deleted_ids: Vec<String>,
+    /// Uploads the server accepted in this run, in completion order (deleted ones included:
+    /// see `deleted_ids`).
     pub uploads: Vec<UploadRecord>,
-    /// By scenario name (`upload`, `download`, `slow-upload`, `abort-upload`).
+    /// By scenario name (`upload`, `download`, `slow-upload`, `abort-upload`, `delete`).
     pub scenarios: BTreeMap<String, ScenarioSummary>,
     /// The first `MAX_MISMATCH_EXAMPLES` mismatches in detail.
     pub mismatch_examples: Vec<Mismatch>,
@@ -175,9 +182,10 @@ impl Summary {
             }
         }
         out += &format!(
-            "\n  uploads stored {}, aborted on purpose {}; downloads verified {}, ranges verified {}, mismatches {}",
+            "\n  uploads stored {}, aborted on purpose {}, deleted {}; downloads verified {}, ranges verified {}, mismatches {}",
             self.uploads.len(),
             self.aborted_uploads,
+            self.deleted,
             self.verified_downloads,
             self.verified_ranges,
             self.mismatches
@@ -193,6 +201,23 @@ impl Summary {
         }
         out += &format!("\n  summary: {}", self.reports.summary.display());
         out
+    }
+
+    /// The entries of `summaries` still stored after them: their uploads less their deletions.
+    pub fn remaining_uploads<'a>(
+        summaries: impl IntoIterator<Item = &'a Summary> + Clone,
+    ) -> Vec<UploadRecord> {
+        let deleted: std::collections::HashSet<&str> = summaries
+            .clone()
+            .into_iter()
+            .flat_map(|s| s.deleted_ids.iter().map(String::as_str))
+            .collect();
+        summaries
+            .into_iter()
+            .flat_map(|s| &s.uploads)
+            .filter(|u| !deleted.contains(u.id.as_str()))
+            .cloned()
+            .collect()
     }
 
     /// Reads a summary written by an earlier run, e.g. to feed its `uploads` to a download run.

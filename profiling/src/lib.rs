@@ -14,7 +14,9 @@
 //! - [`sampler`]: the periodic sampler that writes it.
 //! - [`meta`]: what ran (git revision, features, kernel, cgroup, limit).
 //! - [`run`]: `rig run`, tying it all together into a run directory.
+//! - [`gate`]: `rig gate`, the memory-regression gate over N runs.
 
+pub mod gate;
 pub mod machine;
 pub mod meta;
 pub mod run;

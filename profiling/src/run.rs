@@ -297,7 +297,6 @@ async fn drive(
     let live = progress.then(|| crate::run_progress::spawn(latest_rx, machine.info().limit_bytes));
 
     let mut phases = Vec::new();
-    let mut uploads: Vec<loadgen::UploadRecord> = Vec::new();
     let mut died: Option<(Exit, u64)> = None;
     let mut interrupted = false;
     let ctrl_c = tokio::signal::ctrl_c();
@@ -312,7 +311,14 @@ async fn drive(
         config.report_dir =
             dir.join(files::LOADGEN_DIR)
                 .join(format!("{}-{}", index + 1, spec.name));
-        config.known_uploads.extend(uploads.iter().cloned());
+        // What earlier phases stored and did not delete.
+        config
+            .known_uploads
+            .extend(loadgen::Summary::remaining_uploads(
+                phases
+                    .iter()
+                    .filter_map(|p: &PhaseOutcome| p.summary.as_ref()),
+            ));
         config.quiet = true;
         let load = loadgen::run(config);
         tokio::pin!(load);
@@ -350,9 +356,6 @@ async fn drive(
                 None,
             ),
         };
-        if let Some(s) = &summary {
-            uploads.extend(s.uploads.iter().cloned());
-        }
         events.record(
             "phase-end",
             serde_json::json!({ "phase": spec.name, "ok": ok, "error": error }),

@@ -63,6 +63,19 @@ async fn a_small_scenario_runs_and_leaves_a_complete_run_directory() {
             users = 2
             iterations = 1
             ranges-per-download = 4
+            [[phases]]
+            name = "delete"
+            [phases.loadgen]
+            scenario = "delete"
+            users = 2
+            iterations = 1
+            [[phases]]
+            name = "after-delete"
+            [phases.loadgen]
+            scenario = "download"
+            users = 1
+            iterations = 1
+            size = "1MB"
             "#,
             server_binary().display()
         ),
@@ -80,7 +93,7 @@ async fn a_small_scenario_runs_and_leaves_a_complete_run_directory() {
 
     assert!(outcome.passed, "{outcome:#?}");
     assert_eq!(outcome.oom_kills, 0);
-    assert_eq!(outcome.phases.len(), 2);
+    assert_eq!(outcome.phases.len(), 4);
     let uploads = &outcome.phases[0].summary.as_ref().unwrap().uploads;
     assert_eq!(uploads.len(), 2);
     assert!(
@@ -91,6 +104,14 @@ async fn a_small_scenario_runs_and_leaves_a_complete_run_directory() {
             .verified_downloads
             >= 2
     );
+    // The delete phase deletes both stored entries; the download after it is given none of
+    // them, so it uploads its own.
+    let delete = outcome.phases[2].summary.as_ref().unwrap();
+    assert_eq!(delete.deleted, 2);
+    assert!(delete.uploads.is_empty());
+    let after = outcome.phases[3].summary.as_ref().unwrap();
+    assert_eq!(after.known_uploads, 0);
+    assert_eq!(after.verified_downloads, 1);
     assert!(outcome.samples >= 5, "{} samples", outcome.samples);
     assert!(outcome.peaks.process_rss_bytes > 0);
 

@@ -69,6 +69,11 @@ pub struct Cli {
     /// On SIGTERM/SIGINT, how long in-flight requests may finish before they are aborted.
     #[arg(long, env = "PS_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
+    /// Bring back one of the story's memory bugs, for the gate's fixtures.
+    /// Only in builds with the `regressions` feature; never in production.
+    #[cfg(feature = "regressions")]
+    #[arg(long, env = "PS_REGRESSION", value_enum)]
+    pub regression: Option<crate::regressions::Regression>,
 }
 
 /// `--debug-listen`: an address, or off.

@@ -11,6 +11,7 @@
 //! - [`auth`]: shared-secret login and signed session cookies.
 //! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer.
 //! - [`gc`]: the periodic collector task.
+//! - [`regressions`]: the story's bugs as opt-in fixtures (`regressions` feature).
 //! - [`allocator`], [`stats`], [`counters`], [`metrics`]: memory introspection
 //!   (`/debug/stats`, `/metrics`, heap profiles) on the debug listener.
 //!
@@ -27,6 +28,7 @@ pub mod gc;
 pub mod handlers;
 pub mod live_uploads;
 pub mod metrics;
+pub mod regressions;
 pub mod routes;
 pub mod state;
 pub mod stats;
@@ -47,13 +49,6 @@ use crate::counters::Counters;
 use crate::live_uploads::LiveUploads;
 use crate::state::AppState;
 use crate::storage::{Db, StorageError, Store};
-
-/// Which allocator serves this binary (allocator features arrive with the
-/// memory-introspection work; until then it is the system's).
-pub const ALLOCATOR: &str = "system";
-
-/// `share-server --version` output.
-pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (allocator: system)");
 
 /// An opened server, ready to run.
 pub struct Server {
@@ -106,7 +101,7 @@ impl Server {
             Arc::clone(&state.live_uploads),
             Arc::clone(&state.counters),
             config.gc_interval,
-            config.vacuum,
+            config.vacuum || regressions::active(regressions::Regression::PeriodicVacuum),
             stop_gc.clone(),
         ));
 

@@ -59,6 +59,10 @@ async fn main() -> anyhow::Result<()> {
     let _profiler = dhat::Profiler::builder().file_name(&cli.dhat_file).build();
 
     let config = cli.server_config()?;
+    #[cfg(feature = "regressions")]
+    if let Some(regression) = cli.regression {
+        share_server::regressions::install(regression);
+    }
     let server = Server::open(config).with_context(|| format!("opening {}", cli.db.display()))?;
     let listener = TcpListener::bind((cli.listen, cli.port))
         .await

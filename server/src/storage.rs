@@ -77,6 +77,11 @@ pub enum StorageError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("a storage task panicked")]
     TaskPanicked,
+    #[error("{context}: {source}")]
+    Io {
+        context: &'static str,
+        source: std::io::Error,
+    },
 }
 
 impl StorageError {

@@ -50,6 +50,8 @@ pub struct UploadSink {
     finish: oneshot::Sender<FinishedUpload>,
     /// `None` once awaited (after the writer stopped early with an error).
     writer: Option<JoinHandle<Result<(), StorageError>>>,
+    #[cfg(feature = "regressions")]
+    regression: crate::regressions::UploadHooks,
 }
 
 impl UploadSink {
@@ -94,6 +96,8 @@ impl UploadSink {
             counters: Arc::clone(&state.counters),
             finish: finish_tx,
             writer: Some(writer),
+            #[cfg(feature = "regressions")]
+            regression: Default::default(),
         })
     }
 
@@ -105,6 +109,8 @@ impl UploadSink {
         }
         self.size += data.len() as u64;
         Counters::add(&self.counters.bytes_received, data.len() as u64);
+        #[cfg(feature = "regressions")]
+        self.regression.observe(&self.id, data).await?;
         while !data.is_empty() {
             // The next buffer is allocated only once the previous one is
             // queued, so an upload never holds an extra empty chunk.
@@ -195,6 +201,15 @@ fn write_chunks(
 ) -> Result<(), StorageError> {
     let id = registration.id().clone();
     let result = (|| {
+        #[cfg(feature = "regressions")]
+        if crate::regressions::active(crate::regressions::Regression::UploadTransaction) {
+            return crate::regressions::write_in_one_transaction(
+                store,
+                &id,
+                &mut chunk_rx,
+                finish_rx,
+            );
+        }
         let mut next_index = 0u64;
         let mut batch = Vec::with_capacity(CHUNKS_PER_TRANSACTION);
         while let Some(first) = chunk_rx.blocking_recv() {

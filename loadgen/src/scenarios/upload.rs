@@ -123,7 +123,11 @@ pub(super) async fn upload(
     match record {
         Ok(record) => {
             state.recorder.upload(record.clone());
-            state.add_downloadable(record.clone());
+            // A delete user deletes its own upload: offered to the others too, a second user
+            // could claim and delete it as well.
+            if scenario != Scenario::Delete {
+                state.add_downloadable(record.clone());
+            }
             finish(state, user, &mut request, done, Ok(())).await?;
             Ok(Some(record))
         }

@@ -1,13 +1,15 @@
 //! `rig`: run scenarios against share-server inside a memory limit.
 //!
-//! Exit codes: 0 the run passed, 1 it failed (OOM kill, the server died, a
-//! phase failed, interrupted), 2 the rig itself could not run it.
+//! Exit codes: 0 the run (or gate) passed, 1 it failed (OOM kill, the server
+//! died, a phase failed, interrupted; for `gate`, a budget or a baseline
+//! regression), 2 the rig itself could not run it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use profiling::gate::{self, GateOptions};
 use profiling::run::{RunOptions, run};
 use profiling::scenario::Scenario;
 use tracing_subscriber::EnvFilter;
@@ -34,6 +36,40 @@ enum Command {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
         workspace: PathBuf,
         /// No live terminal line.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// The memory-regression gate: run a scenario N times, check its
+    /// [budgets] and compare with the committed baseline.
+    Gate {
+        scenario: PathBuf,
+        /// Baseline JSON [default: scenarios/baselines/<name>.json beside the
+        /// scenario, when it exists].
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Budgets only, even if a baseline exists.
+        #[arg(long)]
+        no_baseline: bool,
+        /// Runs of the scenario (1 to 10).
+        #[arg(long, default_value_t = profiling::gate::DEFAULT_REPLICATES)]
+        replicates: usize,
+        /// Write the baseline from these replicates (only if every budget passes).
+        #[arg(long, conflicts_with = "prove")]
+        update_baseline: bool,
+        /// Run the clean build and each regression fixture through the gate and
+        /// print the detection table (builds share-server --features regressions).
+        #[arg(long)]
+        prove: bool,
+        /// With --prove: gates of the clean build (false-alarm check).
+        #[arg(long, default_value_t = 1, requires = "prove")]
+        clean_gates: usize,
+        /// With --prove: these fixtures only (comma-separated) [default: all five].
+        #[arg(long, value_delimiter = ',', requires = "prove")]
+        fixtures: Vec<String>,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+        workspace: PathBuf,
         #[arg(long)]
         no_progress: bool,
     },
@@ -74,6 +110,7 @@ async fn real_main() -> anyhow::Result<bool> {
                     .try_into::<loadgen::Config>()
                     .with_context(|| format!("phase {}", phase.name))?;
             }
+            profiling::gate::budgets::Budgets::from_table(&s.budgets)?;
             println!("{}: ok ({} phases)", scenario.display(), s.phases.len());
             Ok(true)
         }
@@ -102,6 +139,64 @@ async fn real_main() -> anyhow::Result<bool> {
             Ok(outcome.passed)
         }
         Command::Report { run_dirs } => report(&run_dirs),
+        Command::Gate {
+            scenario,
+            baseline,
+            no_baseline,
+            replicates,
+            update_baseline,
+            prove,
+            clean_gates,
+            fixtures,
+            runs_dir,
+            workspace,
+            no_progress,
+        } => {
+            let workspace = workspace
+                .canonicalize()
+                .with_context(|| format!("workspace {}", workspace.display()))?;
+            let name = Scenario::load(&scenario)?.name;
+            let default_baseline = gate::default_baseline_path(&scenario, &name);
+            // --update-baseline writes where --baseline points, else the default.
+            let baseline_file = baseline.clone().unwrap_or_else(|| default_baseline.clone());
+            let baseline = match (baseline, no_baseline || update_baseline) {
+                (_, true) => None,
+                (Some(b), _) => Some(b),
+                (None, _) => default_baseline.exists().then(|| default_baseline.clone()),
+            };
+            let options = GateOptions {
+                scenario,
+                baseline,
+                replicates,
+                runs_dir,
+                workspace,
+                progress: !no_progress,
+            };
+            if prove {
+                let fixtures = if fixtures.is_empty() {
+                    gate::FIXTURES.map(str::to_owned).to_vec()
+                } else {
+                    fixtures
+                };
+                let rows = gate::prove(&options, clean_gates, &fixtures).await?;
+                print!("{}", gate::output::prove_markdown(&rows, &options.scenario));
+                let caught = rows
+                    .iter()
+                    .all(|r| r.flagged != r.variant.starts_with("clean"));
+                return Ok(caught);
+            }
+            let report = gate::gate(&options).await?;
+            print!("{}", gate::output::terminal(&report));
+            if update_baseline {
+                if !report.passed {
+                    eprintln!("rig gate: not writing a baseline from a failing build");
+                    return Ok(false);
+                }
+                gate::update_baseline(&report, &baseline_file, &options.workspace)?;
+                println!("baseline written: {}", baseline_file.display());
+            }
+            Ok(report.passed)
+        }
     }
 }
 

@@ -46,6 +46,11 @@ pub fn read(
     start: usize,
     end: usize,
 ) -> Result<Bytes, StorageError> {
+    #[cfg(feature = "regressions")]
+    if crate::regressions::active(crate::regressions::Regression::ReadAllChunks) {
+        return crate::regressions::read_all_later_chunks(store, id, index, start, end)?
+            .ok_or(StorageError::NotFound);
+    }
     let conn = store.reader();
     let mut stmt = conn
         .prepare_cached("SELECT chunk FROM entries_data WHERE id = ?1 AND chunk_index = ?2")

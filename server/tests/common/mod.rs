@@ -70,6 +70,16 @@ impl TestServer {
     }
 
     pub fn start_with_db(db: &Path, log_dir: &Path, args: &[&str]) -> Self {
+        Self::start_with_env(db, log_dir, args, &[])
+    }
+
+    /// Like [`TestServer::start_with_db`], with extra environment variables.
+    pub fn start_with_env(
+        db: &Path,
+        log_dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         let log = log_dir.join(format!("server-{}.log", unique()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_share-server"))
             .arg("--db")
@@ -86,6 +96,7 @@ impl TestServer {
             .env("PS_SHARED_SECRET", SECRET)
             .env_remove("PS_SHARED_SECRET_FILE")
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

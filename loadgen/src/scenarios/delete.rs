@@ -1,0 +1,106 @@
+//! `delete`: `DELETE /api/entry/{id}` (share-server answers 204 No Content), then
+//! `GET /api/entry/{id}`, which must answer 404: an entry still found is a failure.
+//!
+//! Entries come from `known_uploads` and this run's uploads in order, each claimed by one user
+//! only, so no entry is deleted twice. With none left, the user uploads one entry of `size` and
+//! deletes that.
+
+use std::time::Instant;
+
+use goose::goose::{
+    GooseMethod, GooseRequest, GooseResponse, GooseUser, TransactionError, TransactionResult,
+};
+use reqwest::StatusCode;
+
+use super::{Finished, finish, upload};
+use crate::config::Scenario;
+use crate::http::{Failure, status_failure};
+use crate::recorder::Kind;
+use crate::run_state::RunState;
+
+pub(super) async fn transaction(state: &RunState, user: &mut GooseUser) -> TransactionResult {
+    let record = match state.claim_for_deletion() {
+        Some(record) => record,
+        None => match upload::upload(state, user, Scenario::Delete).await? {
+            Some(record) => record,
+            None => return Ok(()),
+        },
+    };
+    // Each step returns an error (already recorded) when it fails, so only a deletion that
+    // was answered and then confirmed is counted.
+    request(state, user, &record.id, Step::Delete).await?;
+    request(state, user, &record.id, Step::CheckGone).await?;
+    state.recorder.deleted(record.id);
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Step {
+    Delete,
+    CheckGone,
+}
+
+impl Step {
+    fn method(self) -> GooseMethod {
+        match self {
+            Step::Delete => GooseMethod::Delete,
+            Step::CheckGone => GooseMethod::Get,
+        }
+    }
+
+    /// The status share-server answers when all is well (`handlers::entries::delete`).
+    fn expected(self) -> StatusCode {
+        match self {
+            Step::Delete => StatusCode::NO_CONTENT,
+            Step::CheckGone => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Step::Delete => Kind::Delete,
+            Step::CheckGone => Kind::DeleteCheck,
+        }
+    }
+}
+
+async fn request(
+    state: &RunState,
+    user: &mut GooseUser,
+    id: &str,
+    step: Step,
+) -> Result<(), Box<TransactionError>> {
+    let builder = user
+        .get_request_builder(&step.method(), &format!("/api/entry/{id}"))?
+        .timeout(state.config.timeout);
+    let request = GooseRequest::builder()
+        .set_request_builder(builder)
+        .name("/api/entry/{id}")
+        .expect_status_code(step.expected().as_u16())
+        .build();
+    let started = Instant::now();
+    let GooseResponse {
+        mut request,
+        response,
+    } = user.request(request).await?;
+    let result = match response {
+        Ok(response) if response.status() == step.expected() => Ok(()),
+        Ok(response) if matches!(step, Step::CheckGone) && response.status().is_success() => {
+            Err(Failure::Protocol(format!(
+                "the entry is still there after DELETE answered {} (GET answered {})",
+                Step::Delete.expected(),
+                response.status()
+            )))
+        }
+        Ok(response) => Err(status_failure(response, &state.cancel).await),
+        Err(e) => Err(Failure::transport(&e)),
+    };
+    let done = Finished {
+        scenario: Scenario::Delete,
+        kind: step.kind(),
+        started,
+        bytes_sent: 0,
+        bytes_received: 0,
+    };
+    finish(state, user, &mut request, done, result).await
+}

@@ -1,0 +1,265 @@
+//! The gate's output: a table on the terminal, `gate.md` (also appended to
+//! `$GITHUB_STEP_SUMMARY` when set), `gate.json`; for `--prove`, the
+//! detection table in `prove.md` and `prove.json`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{Detection, GateError, GateReport, io};
+
+pub const GATE_JSON: &str = "gate.json";
+pub const GATE_MD: &str = "gate.md";
+pub const PROVE_JSON: &str = "prove.json";
+pub const PROVE_MD: &str = "prove.md";
+
+/// Writes `gate.json` and `gate.md` into `dir`, and the step summary.
+pub fn write(report: &GateReport, dir: &Path) -> Result<(), GateError> {
+    let json = serde_json::to_string_pretty(report).map_err(std::io::Error::other);
+    std::fs::write(
+        dir.join(GATE_JSON),
+        json.map_err(io("encoding gate.json"))? + "\n",
+    )
+    .map_err(io("writing gate.json"))?;
+    let md = markdown(report);
+    std::fs::write(dir.join(GATE_MD), &md).map_err(io("writing gate.md"))?;
+    append_step_summary(&md);
+    Ok(())
+}
+
+/// GitHub Actions shows what is appended to this file on the run's page.
+fn append_step_summary(md: &str) {
+    let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
+        return;
+    };
+    use std::io::Write;
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(md.as_bytes()));
+    if let Err(e) = appended {
+        eprintln!("rig gate: warning: could not write the step summary: {e}");
+    }
+}
+
+fn result(pass: bool) -> &'static str {
+    if pass { "pass" } else { "FAIL" }
+}
+
+/// The terminal table (plain text, aligned).
+pub fn terminal(report: &GateReport) -> String {
+    let mut out = String::new();
+    let n = report.replicates.len();
+    let _ = writeln!(
+        out,
+        "gate {}: {} replicates, verdicts {}",
+        report.scenario,
+        n,
+        report.verdicts().join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<26} {:>14} {:>16} {:>9}  result",
+        "budget", "limit", "worst", "failing"
+    );
+    for b in &report.budgets {
+        let _ = writeln!(
+            out,
+            "{:<26} {:>14} {:>16} {:>5} of {n}  {}",
+            b.budget,
+            b.limit,
+            b.worst,
+            b.failing_replicates,
+            result(b.pass)
+        );
+    }
+    match &report.baseline {
+        None => {
+            let _ = writeln!(out, "\nno baseline: budgets only");
+        }
+        Some(info) => {
+            let _ = writeln!(
+                out,
+                "\nbaseline {} ({}, rev {})",
+                info.path.display(),
+                info.created.format("%Y-%m-%d"),
+                info.git_revision
+                    .as_deref()
+                    .map_or("?", |r| &r[..r.len().min(10)])
+            );
+            for d in &info.machine_differences {
+                let _ = writeln!(
+                    out,
+                    "warning: this machine differs from the baseline's: {d}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{:<24} {:>12} {:>12} {:>12} {:>26} {:>7}  result",
+                "metric", "baseline", "now", "Δ", "95% CI of Δ", "p"
+            );
+            for c in &report.comparisons {
+                let m = c.metric;
+                let _ = writeln!(
+                    out,
+                    "{:<24} {:>12} {:>12} {:>12} {:>26} {:>7.3}  {}",
+                    m.name(),
+                    m.show(c.baseline_median),
+                    m.show(c.current_median),
+                    format!("{:+.1}%", c.delta_relative * 100.0),
+                    format!("[{}, {}]", m.show(c.interval.low), m.show(c.interval.high)),
+                    c.p_higher,
+                    if c.regression { "REGRESSION" } else { "ok" }
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{}{}",
+        if report.passed { "PASS" } else { "FAIL: " },
+        report.failures.join(", ")
+    );
+    let _ = writeln!(out, "details: {}", report.dir.join(GATE_MD).display());
+    out
+}
+
+/// `gate.md`: the same tables in markdown, with every replicate linked.
+pub fn markdown(report: &GateReport) -> String {
+    let mut md = String::new();
+    let n = report.replicates.len();
+    let _ = writeln!(
+        md,
+        "## Memory gate: `{}` — {}\n",
+        report.scenario,
+        if report.passed { "PASS" } else { "FAIL" }
+    );
+    if !report.passed {
+        let _ = writeln!(md, "Failed: {}\n", report.failures.join(", "));
+    }
+    let _ = writeln!(md, "| budget | limit | worst of {n} | failing | result |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    for b in &report.budgets {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            b.budget,
+            b.limit,
+            b.worst,
+            b.failing_replicates,
+            result(b.pass)
+        );
+    }
+    if let Some(info) = &report.baseline {
+        let _ = writeln!(
+            md,
+            "\nBaseline `{}` from {} (revision `{}`); one-sided exact Mann-Whitney p, bootstrap 95% interval of the difference of medians, effect floor max(5%, 2 MiB).\n",
+            info.path.display(),
+            info.created.format("%Y-%m-%d"),
+            info.git_revision.as_deref().unwrap_or("?")
+        );
+        for d in &info.machine_differences {
+            let _ = writeln!(
+                md,
+                "> Warning: this machine differs from the baseline's: {d}\n"
+            );
+        }
+        let _ = writeln!(
+            md,
+            "| metric | baseline | now | Δ | 95% CI of Δ | p | result |"
+        );
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        for c in &report.comparisons {
+            let m = c.metric;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {:+.1}% | [{}, {}] | {:.3} | {} |",
+                m.name(),
+                m.show(c.baseline_median),
+                m.show(c.current_median),
+                c.delta_relative * 100.0,
+                m.show(c.interval.low),
+                m.show(c.interval.high),
+                c.p_higher,
+                if c.regression { "**regression**" } else { "ok" }
+            );
+        }
+    } else {
+        let _ = writeln!(md, "\nNo baseline: budgets only.");
+    }
+    let _ = writeln!(
+        md,
+        "\n| replicate | verdict | OOM kills | failed requests | run |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    for (i, r) in report.replicates.iter().enumerate() {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | `{}` |",
+            i + 1,
+            r.verdict.as_deref().unwrap_or("no report"),
+            r.oom_kills,
+            r.failed_requests,
+            r.run_dir.display()
+        );
+    }
+    md
+}
+
+/// `prove.md` and `prove.json`: the detection table.
+pub fn write_prove(rows: &[Detection], dir: &Path, scenario: &Path) -> Result<(), GateError> {
+    let json = serde_json::to_string_pretty(rows).map_err(std::io::Error::other);
+    std::fs::write(
+        dir.join(PROVE_JSON),
+        json.map_err(io("encoding prove.json"))? + "\n",
+    )
+    .map_err(io("writing prove.json"))?;
+    let md = prove_markdown(rows, scenario);
+    std::fs::write(dir.join(PROVE_MD), &md).map_err(io("writing prove.md"))?;
+    append_step_summary(&md);
+    Ok(())
+}
+
+pub fn prove_markdown(rows: &[Detection], scenario: &Path) -> String {
+    let mut md = String::new();
+    let fixtures: Vec<&Detection> = rows
+        .iter()
+        .filter(|r| !r.variant.starts_with("clean"))
+        .collect();
+    let cleans: Vec<&Detection> = rows
+        .iter()
+        .filter(|r| r.variant.starts_with("clean"))
+        .collect();
+    let _ = writeln!(
+        md,
+        "Detection of `{}` ({}): {} of {} fixtures flagged, {} false alarms in {} clean gates.\n",
+        scenario.display(),
+        chrono::Utc::now().format("%Y-%m-%d"),
+        fixtures.iter().filter(|r| r.flagged).count(),
+        fixtures.len(),
+        cleans.iter().filter(|r| r.flagged).count(),
+        cleans.len()
+    );
+    let _ = writeln!(md, "| build | verdicts | gate | flagged by | effect |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    for r in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            r.variant,
+            r.verdicts.join(", "),
+            if r.flagged { "FAIL" } else { "pass" },
+            if r.flagged_by.is_empty() {
+                "—".to_owned()
+            } else {
+                r.flagged_by.join("; ")
+            },
+            if r.effects.is_empty() {
+                "—".to_owned()
+            } else {
+                r.effects.join("; ")
+            }
+        );
+    }
+    md
+}
