@@ -11,9 +11,11 @@ pub mod chunks;
 pub mod downloads;
 pub mod entries;
 pub mod gc;
+pub mod guest_links;
 pub mod migrations;
 mod pool;
 pub mod reserve;
+pub mod settings;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +79,9 @@ pub enum StorageError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("a storage task panicked")]
     TaskPanicked,
+    /// A guest upload the link does not allow (checked with the row's insert).
+    #[error(transparent)]
+    GuestLinkRefused(#[from] crate::guest_links::Refusal),
 }
 
 impl StorageError {
@@ -144,6 +149,11 @@ impl Store {
         // On a full disk the server still starts, without its reserve.
         store.refill_reserve();
         Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Recreates the disk reserve if it was used and space allows.
