@@ -204,17 +204,18 @@ impl Store {
 
     /// Sizes of the database, WAL and shared-memory files, in bytes (0 if absent).
     pub fn file_sizes(&self) -> FileSizes {
-        let size = |suffix: Option<&str>| {
-            let path = match suffix {
-                Some(s) => sidecar(&self.path, s),
-                None => self.path.clone(),
-            };
-            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        // SQLite names them `<db>-wal` and `<db>-shm`.
+        let size = |suffix: &str| {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(PathBuf::from(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
         };
         FileSizes {
-            db_bytes: size(None),
-            wal_bytes: size(Some("wal")),
-            shm_bytes: size(Some("shm")),
+            db_bytes: size(""),
+            wal_bytes: size("-wal"),
+            shm_bytes: size("-shm"),
         }
     }
 

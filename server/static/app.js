@@ -204,9 +204,12 @@
         xhr.responseType = "json";
         item.li.dataset.state = "uploading";
         item.pct.textContent = "0%";
-        // The bar follows the bytes the browser has sent.
+        // The bar follows the browser's upload progress events (the last
+        // one comes when the whole body is sent).
+        let computable = false;
         xhr.upload.addEventListener("progress", (e) => {
           if (!e.lengthComputable) return;
+          computable = true;
           const p = Math.floor((e.loaded / e.total) * 100);
           item.bar.value = p;
           item.pct.textContent = `${p}%`;
@@ -216,8 +219,11 @@
           if (xhr.status === 200 && body.id) {
             item.li.dataset.state = "done";
             item.li.dataset.id = body.id;
-            item.bar.value = 100;
-            item.pct.textContent = "100%";
+            if (!computable) {
+              // No progress events with a length: show it finished anyway.
+              item.bar.value = 100;
+              item.pct.textContent = "100%";
+            }
             showLink(item, file, body.url || `${location.origin}/-${body.id}`);
             const left = $("#uploads-left");
             if (left && /^\d+$/.test(left.textContent)) {

@@ -74,7 +74,8 @@ pub struct GuestUploadPage {
     /// 0: no per-file limit (the script checks sizes before sending).
     max_file_bytes: u64,
     uploads_left: String,
-    file_lifetime: String,
+    /// `for 30 days`, `until deleted`.
+    kept: String,
 }
 
 /// `GET /g/{id}`: the guest's upload page. An inactive link shows why, with
@@ -117,7 +118,10 @@ pub async fn upload_page(
                 Some(max) => max.saturating_sub(link.uploads_used).to_string(),
                 None => "no limit".to_owned(),
             },
-            file_lifetime: link.file_lifetime.to_string(),
+            kept: match link.file_lifetime {
+                crate::guest_links::FileLifetime::Never => "until deleted".into(),
+                l => format!("for {}", view::lifetime(l)),
+            },
         },
     ))
 }

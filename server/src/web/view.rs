@@ -2,10 +2,30 @@
 //! templates stay plain.
 
 use chrono::{DateTime, Utc};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 use crate::entry::Entry;
-use crate::guest_links::GuestLink;
+use crate::guest_links::{FileLifetime, GuestLink};
+
+/// What must be escaped in one path segment (RFC 3986 `pchar`'s complement,
+/// roughly): readable names stay readable.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
 use crate::storage::downloads::Download;
 
 /// `1.5 MiB`: binary units, one decimal from KiB up.
@@ -35,7 +55,18 @@ pub fn iso(t: DateTime<Utc>) -> String {
 
 /// `/-{id}/{filename}`: the filename is cosmetic, but people see it.
 pub fn download_path(id: &str, filename: &str) -> String {
-    format!("/-{id}/{}", utf8_percent_encode(filename, NON_ALPHANUMERIC))
+    format!("/-{id}/{}", utf8_percent_encode(filename, SEGMENT))
+}
+
+/// `30 days`, `1 day`, `36h`; `never`.
+pub fn lifetime(l: FileLifetime) -> String {
+    const DAY: u64 = 24 * 3600;
+    match l {
+        FileLifetime::Never => "never".into(),
+        FileLifetime::For(d) if d.as_secs() == DAY => "1 day".into(),
+        FileLifetime::For(d) if d.as_secs() % DAY == 0 => format!("{} days", d.as_secs() / DAY),
+        FileLifetime::For(d) => humantime::format_duration(d).to_string(),
+    }
 }
 
 pub struct EntryRow {
@@ -127,7 +158,7 @@ impl GuestLinkRow {
                 Some(max) => format!("{} / {max}", g.uploads_used),
                 None => g.uploads_used.to_string(),
             },
-            file_lifetime: g.file_lifetime.to_string(),
+            file_lifetime: lifetime(g.file_lifetime),
             status: match g.refusal(now) {
                 None => "active",
                 Some(Refusal::Disabled) => "disabled",
@@ -205,6 +236,25 @@ mod tests {
 
     #[test]
     fn download_paths_encode_the_name() {
-        assert_eq!(download_path("abc", "a b?.txt"), "/-abc/a%20b%3F%2Etxt");
+        assert_eq!(download_path("abc", "a b?.txt"), "/-abc/a%20b%3F.txt");
+        assert_eq!(
+            download_path("abc", "été-1.bin"),
+            "/-abc/%C3%A9t%C3%A9-1.bin"
+        );
+    }
+
+    #[test]
+    fn lifetimes_in_days() {
+        use std::time::Duration;
+        assert_eq!(
+            lifetime(FileLifetime::For(Duration::from_secs(86400))),
+            "1 day"
+        );
+        assert_eq!(
+            lifetime(FileLifetime::For(Duration::from_secs(30 * 86400))),
+            "30 days"
+        );
+        assert_eq!(lifetime(FileLifetime::For(Duration::from_secs(7200))), "2h");
+        assert_eq!(lifetime(FileLifetime::Never), "never");
     }
 }
