@@ -528,7 +528,7 @@ async fn pages_need_a_login_and_show_user_text_as_text() {
     let escaped_name = "&#60;img src=x onerror=alert(1)&#62;.html";
     let escaped_note = "&#60;script&#62;alert(&#34;note&#34;)&#60;/script&#62; &#38; more";
     let pages = [
-        (format!("/files"), vec![escaped_name, escaped_note]),
+        ("/files".to_owned(), vec![escaped_name, escaped_note]),
         (format!("/files/{id}"), vec![escaped_name, escaped_note]),
         (
             format!("/files/{id}/downloads"),
