@@ -117,6 +117,8 @@ struct ErrorPage {
 pub struct PageError {
     status: StatusCode,
     message: String,
+    /// Show the owner's navigation (not to guests).
+    logged_in: bool,
 }
 
 impl PageError {
@@ -124,7 +126,13 @@ impl PageError {
         PageError {
             status: StatusCode::NOT_FOUND,
             message: format!("{what} does not exist (or no longer does)."),
+            logged_in: true,
         }
+    }
+
+    /// The same error, on a page anyone may open.
+    pub fn for_visitor(self, logged_in: bool) -> Self {
+        PageError { logged_in, ..self }
     }
 }
 
@@ -137,6 +145,7 @@ impl From<StorageError> for PageError {
                 PageError {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     message: "Something went wrong on the server; the log says what.".into(),
+                    logged_in: true,
                 }
             }
         }
@@ -151,7 +160,7 @@ impl IntoResponse for PageError {
             ErrorPage {
                 title,
                 message: self.message,
-                logged_in: true,
+                logged_in: self.logged_in,
             },
         )
         .into_response()

@@ -555,6 +555,13 @@ async fn pages_need_a_login_and_show_user_text_as_text() {
         }
     }
 
+    // A guest sees no owner navigation, even on an error page.
+    let guest = reqwest::get(server.url("/g/abcdefghijkmnopq"))
+        .await
+        .unwrap();
+    assert_eq!(guest.status(), 404);
+    assert!(!guest.text().await.unwrap().contains("Log out"));
+
     // Unknown things are 404 pages.
     for path in [
         "/files/abcdefghij",

@@ -86,7 +86,7 @@ pub async fn upload_page(
     mut parts: Parts,
 ) -> Result<Page<GuestUploadPage>, PageError> {
     let logged_in = super::is_logged_in(&mut parts, &state).await;
-    let not_found = || PageError::not_found("This guest link");
+    let not_found = || PageError::not_found("This guest link").for_visitor(logged_in);
     let id = GuestLinkId::parse(&id).ok_or_else(not_found)?;
     let link = state
         .db
@@ -94,7 +94,7 @@ pub async fn upload_page(
         .await
         .map_err(|e| match e {
             StorageError::NotFound => not_found(),
-            e => e.into(),
+            e => PageError::from(e).for_visitor(logged_in),
         })?;
     let refusal = link.refusal(chrono::Utc::now());
     let status = match &refusal {
