@@ -33,8 +33,9 @@ Commands:
                    prints "run-dir: PATH" last
 
 Environment: SHARERIG_DATA (default /data), SHARERIG_SERVER_BIN (default
-$BIN/share-server-prof, else /usr/local/bin/share-server-prof); share-server
-reads PORT, PS_DB, PS_SHARED_SECRET, PS_BEHIND_PROXY, PS_DEBUG_LISTEN itself.
+$BIN/share-server-prof, else /usr/local/bin/share-server-prof), SHARERIG_RIG
+(default $BIN/rig, else /usr/local/bin/rig); share-server reads PORT, PS_DB,
+PS_SHARED_SECRET, PS_BEHIND_PROXY and PS_DEBUG_LISTEN itself.
 EOF
 }
 
@@ -159,19 +160,24 @@ cmd_build() {
 }
 
 cmd_repro() {
-  local scenario=${1:?usage: sharerig-dev repro SCENARIO.toml} ws rig status out
+  local scenario=${1:?usage: sharerig-dev repro SCENARIO.toml} ws rig status
   [ -f "$scenario" ] || die "no scenario file $scenario"
   if [ -f "$WS/Cargo.toml" ]; then ws=$WS; else ws=$IMAGE_WS; fi
-  rig=$(pick rig)
-  out=$(mktemp)
+  rig=${SHARERIG_RIG:-$(pick rig)}
+  # The server's database goes to the rig's temp dir: on the volume, like
+  # production's, not on the VM's root filesystem.
+  mkdir -p "$DATA/tmp"
+  # Global: the EXIT trap runs after this function's locals are gone.
+  repro_out=$(mktemp)
   cmd_hold
   # Whatever happens to the run, the resident server comes back.
-  trap 'cmd_release; rm -f "$out"' EXIT
+  trap 'cmd_release; rm -f "$repro_out"' EXIT
   log "rig run $scenario (workspace $ws)"
   status=0
-  "$rig" run "$scenario" --workspace "$ws" --runs-dir "$DATA/runs" --no-progress | tee "$out" || status=$?
+  TMPDIR="$DATA/tmp" "$rig" run "$scenario" --workspace "$ws" --runs-dir "$DATA/runs" --no-progress |
+    tee "$repro_out" || status=$?
   # rig's last line: "PASS: ... in DIR" or "FAIL: ... in DIR".
-  sed -nE 's/^(PASS|FAIL): .* in (.*)$/run-dir: \2/p' "$out" | tail -n 1
+  sed -nE 's/^(PASS|FAIL): .* in (.*)$/run-dir: \2/p' "$repro_out" | tail -n 1
   return "$status"
 }
 
