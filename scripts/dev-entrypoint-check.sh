@@ -147,6 +147,21 @@ kill -0 "$pid3" 2>/dev/null && fail "server $pid3 kept running during the repro"
 pid4=$(wait_serving "$pid3")
 echo "== repro: ran in machine mode ($run_dir), the resident server came back (pid $pid4)"
 
+# `sharerig-dev workspace` seeds the volume's workspace from the image once,
+# as a git repository (a stand-in image workspace: the real one is GBs).
+mkdir -p "$tmp/image-ws/src"
+printf '[workspace]\n' >"$tmp/image-ws/Cargo.toml"
+printf '/target\n' >"$tmp/image-ws/.gitignore"
+echo 'fn main() {}' >"$tmp/image-ws/src/main.rs"
+ws=$(SHARERIG_IMAGE_WORKSPACE="$tmp/image-ws" scripts/sharerig-dev.sh workspace 2>/dev/null)
+[ "$ws" = "$SHARERIG_DATA/work" ] || fail "workspace printed $ws"
+[ -f "$ws/src/main.rs" ] || fail "the workspace was not seeded"
+[ -z "$(git -C "$ws" status --porcelain)" ] || fail "the seeded workspace is not a clean git checkout"
+echo 'fn main() { println!("edited"); }' >"$ws/src/main.rs"
+SHARERIG_IMAGE_WORKSPACE="$tmp/image-ws" scripts/sharerig-dev.sh workspace >/dev/null 2>&1
+grep -q edited "$ws/src/main.rs" || fail "a second 'workspace' overwrote an edit"
+echo "== workspace: seeded once as a git checkout, edits kept"
+
 kill -TERM "$serve_pid"
 status=0
 wait "$serve_pid" || status=$?

@@ -4,9 +4,9 @@
 # `sharerig-dev repro` stops the resident server for the run and starts it
 # again afterwards. See docs/dev-vm.md.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-CONFIG=fly.dev.toml
+# Paths given by the user stay relative to where it was called from.
+CONFIG="$(cd "$(dirname "$0")/.." && pwd)/fly.dev.toml"
 
 usage() {
   cat <<EOF
@@ -14,7 +14,7 @@ Usage: scripts/repro-on-vm.sh [--app NAME] [--runs-dir DIR] SCENARIO.toml
 
   SCENARIO.toml   a scenario with [machine] mode = "machine"
                   (e.g. scenarios/parallel-uploads-vm.toml)
-  --app NAME      the Fly app (default: 'app' in $CONFIG)
+  --app NAME      the Fly app (default: 'app' in fly.dev.toml)
   --runs-dir DIR  where the run directory is copied (default: runs)
 
 Exit status: 0 the run passed, 1 it failed (OOM kill, a phase failed), 2 it

@@ -26,7 +26,8 @@ Commands:
   hold             stop the resident server and keep it stopped
   release          let 'serve' start it again
   status           the server's pid, or "held"
-  workspace        seed $WS from the image (once) and print its path
+  workspace        seed $WS from the image (once, as a git repository) and
+                   print its path
   build            rebuild share-server (jemalloc and jemalloc-prof), rig and
                    loadgen in the workspace into $BIN (needs >= 900 MB: resize first)
   repro SCENARIO   hold the server, 'rig run SCENARIO' into $DATA/runs, release;
@@ -135,6 +136,12 @@ cmd_workspace() {
     log "seeding $WS from $IMAGE_WS (source and prebuilt target; once per volume)"
     mkdir -p "$WS"
     cp -a "$IMAGE_WS/." "$WS/"
+    # The image has no .git: a local repository makes every run record which
+    # edit it ran (meta.json: revision and dirty flag) and `git diff` shows them.
+    git -C "$WS" init -q
+    git -C "$WS" add -A
+    git -C "$WS" -c user.name=sharerig-dev -c user.email=sharerig-dev@localhost \
+      commit -qm "the dev image's source"
   fi
   echo "$WS"
 }
