@@ -94,8 +94,9 @@ echo "== serving (pid $pid1): $health_path answers"
 debug_url=$(sed -n 's/^share-server debug listening on //p' "$tmp/stdout" | tail -n 1)
 case "$debug_url" in "http://[::]:"*) ;; *) fail "the debug listener is on $debug_url, not on [::] as PS_DEBUG_LISTEN says" ;; esac
 # Over IPv6, as Fly's scraper reaches it on the private network.
-curl -fsS "http://[::1]:${debug_url##*:}$metrics_path" | grep -q '^# TYPE ' ||
-  fail "no Prometheus text on $metrics_path over IPv6"
+curl -fsS -o "$tmp/metrics" "http://[::1]:${debug_url##*:}$metrics_path" ||
+  fail "no answer on $metrics_path over IPv6"
+grep -q '^# TYPE ' "$tmp/metrics" || fail "no Prometheus text on $metrics_path"
 echo "== $metrics_path answers on [::1]:${debug_url##*:}"
 
 scripts/sharerig-dev.sh hold
@@ -134,8 +135,11 @@ scenario = "download"
 users = 1
 iterations = 1
 TOML
-SHARERIG_RIG="$rig" SHARERIG_IMAGE_WORKSPACE="$PWD" \
-  scripts/sharerig-dev.sh repro "$tmp/small-vm.toml" >"$tmp/repro.out" 2>"$tmp/repro.err" ||
+# With the VM's environment, as an ssh session on the VM may have it, and a
+# server setting the scenario does not make: the rig's server must not see it.
+SHARERIG_RIG="$rig" SHARERIG_IMAGE_WORKSPACE="$PWD" PORT=$port PS_DB=$db \
+  PS_DEBUG_LISTEN=$debug_listen PS_BEHIND_PROXY=$env_PS_BEHIND_PROXY PS_SHARED_SECRET=vm-secret \
+  PS_CHUNK_SIZE=4096 scripts/sharerig-dev.sh repro "$tmp/small-vm.toml" >"$tmp/repro.out" 2>"$tmp/repro.err" ||
   { cat "$tmp/repro.out" "$tmp/repro.err" >&2; fail "sharerig-dev repro failed"; }
 run_dir=$(sed -n 's/^run-dir: //p' "$tmp/repro.out")
 [ -n "$run_dir" ] || { cat "$tmp/repro.out" >&2; fail "sharerig-dev repro printed no run-dir line"; }
@@ -143,6 +147,8 @@ case "$run_dir" in "$SHARERIG_DATA/runs/dev-entrypoint-check-"*) ;; *) fail "run
 python3 -c 'import json, sys; o = json.load(open(sys.argv[1])); sys.exit(0 if o["passed"] else 1)' "$run_dir/outcome.json" ||
   fail "the repro's outcome.json does not say passed"
 grep -q '"mode": *"machine"' "$run_dir/meta.json" || fail "the repro did not run in machine mode"
+sed 's/\x1b\[[0-9;]*m//g' "$run_dir/server.log" >"$tmp/rig-server.log" # without colours
+grep -q 'chunk_size=327680' "$tmp/rig-server.log" || fail "the VM's PS_* environment reached the rig's server"
 kill -0 "$pid3" 2>/dev/null && fail "server $pid3 kept running during the repro"
 pid4=$(wait_serving "$pid3")
 echo "== repro: ran in machine mode ($run_dir), the resident server came back (pid $pid4)"

@@ -16,6 +16,13 @@ BUILD_MIN_MEM_KB=$((900 * 1024))
 # share-server drains for up to 10 s on SIGTERM, then checkpoints SQLite.
 STOP_WAIT_S=30
 
+# The rust image's toolchain, also in shells that did not get the image's
+# environment (an ssh session may not).
+if [ -d /usr/local/cargo/bin ]; then
+  export RUSTUP_HOME=${RUSTUP_HOME:-/usr/local/rustup} CARGO_HOME=${CARGO_HOME:-/usr/local/cargo}
+  case ":$PATH:" in *:/usr/local/cargo/bin:*) ;; *) PATH="/usr/local/cargo/bin:$PATH" ;; esac
+fi
+
 usage() {
   cat <<EOF
 Usage: sharerig-dev COMMAND
@@ -179,6 +186,11 @@ cmd_repro() {
   cmd_hold
   # Whatever happens to the run, the resident server comes back.
   trap 'cmd_release; rm -f "$repro_out"' EXIT
+  # The VM's environment configures the resident server (fly.dev.toml's
+  # [env], the secret). The rig's server must take its configuration from the
+  # scenario only, or a stray PS_CHUNK_SIZE would change the run unrecorded.
+  local var
+  for var in PORT $(compgen -e | grep '^PS_' || true); do unset "$var"; done
   log "rig run $scenario (workspace $ws)"
   status=0
   TMPDIR="$DATA/tmp" "$rig" run "$scenario" --workspace "$ws" --runs-dir "$DATA/runs" --no-progress |
