@@ -20,18 +20,17 @@ pub struct Assets {
     pub kernel_version: String,
 }
 
-/// Builds `sharerig-agent` (release; std only, seconds once cached).
+/// Builds `sharerig-agent` (release; std only, nothing to do once cached).
 pub fn build_agent(workspace: &Path) -> Result<PathBuf, VmError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
+    let status = Command::new(cargo)
         .current_dir(workspace)
         .args(["build", "--release", "-p", "vm-agent"])
-        .output()
+        .status()
         .map_err(|e| VmError::Setup(format!("running cargo to build the guest agent: {e}")))?;
-    if !output.status.success() {
+    if !status.success() {
         return Err(VmError::Setup(format!(
-            "building the guest agent (cargo build --release -p vm-agent) failed:\n{}",
-            tail(&output.stderr, 20)
+            "building the guest agent (cargo build --release -p vm-agent) failed ({status}): see the cargo output above"
         )));
     }
     Ok(crate::target::target_dir(workspace)

@@ -38,6 +38,8 @@ pub const HANG_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// After the server ended: sync, unmount and power off.
 const POWEROFF_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the console copy may take to reach qemu's last output once it has exited.
+const CONSOLE_DRAIN: Duration = Duration::from_secs(5);
 /// A console or agent line longer than this is cut (bounds the reader's buffer).
 const MAX_LINE: u64 = 64 << 10;
 
@@ -161,6 +163,8 @@ pub struct Guest {
     shared: Arc<Shared>,
     changes: watch::Receiver<()>,
     commands: OwnedWriteHalf,
+    /// Copies the console until qemu's stdout closes.
+    console: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -229,13 +233,13 @@ impl Guest {
             s.console_log = Some(console_log.clone());
         });
         let mut tasks = Vec::new();
-        if let Some(stdout) = child.stdout.take() {
-            tasks.push(tokio::spawn(read_console(
+        let console = child.stdout.take().map(|stdout| {
+            tokio::spawn(read_console(
                 BufReader::new(stdout),
                 console_log.clone(),
                 Arc::clone(&shared),
-            )));
-        }
+            ))
+        });
         tasks.push(tokio::spawn({
             let shared = Arc::clone(&shared);
             async move {
@@ -287,6 +291,7 @@ impl Guest {
             shared: Arc::clone(&shared),
             changes: changes.clone(),
             commands,
+            console,
             tasks,
         };
 
@@ -407,6 +412,10 @@ impl Guest {
         if done.is_err() {
             self.shared.kill_qemu();
         }
+        // The console's last lines (the power-off) are read after qemu exits.
+        if let Some(console) = self.console.take() {
+            let _ = tokio::time::timeout(CONSOLE_DRAIN, console).await;
+        }
         self.shared.update(|s| s.shutdown = Some(shutdown));
     }
 }
@@ -414,7 +423,7 @@ impl Guest {
 impl Drop for Guest {
     fn drop(&mut self) {
         self.shared.kill_qemu();
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(&self.console) {
             task.abort();
         }
     }
