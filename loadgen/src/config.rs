@@ -25,6 +25,10 @@ pub enum Scenario {
     AbortUpload,
     /// Users spread over the four scenarios above by `mixed` weights.
     Mixed,
+    /// A share's life, compressed for soaks: upload with an expiration `expire_after` ahead,
+    /// download whole and one range (verified), then delete with probability
+    /// `delete_fraction`; the rest expire and the server's GC removes them.
+    Churn,
     /// Delete uploaded entries (`DELETE /api/entry/{id}`), each once, and check they are gone.
     /// Not part of `mixed`: downloads there would fetch what it deleted.
     Delete,
@@ -32,12 +36,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order help texts list them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Upload,
         Scenario::Download,
         Scenario::SlowUpload,
         Scenario::AbortUpload,
         Scenario::Mixed,
+        Scenario::Churn,
         Scenario::Delete,
     ];
 
@@ -49,6 +54,7 @@ impl Scenario {
             Scenario::SlowUpload => "slow-upload",
             Scenario::AbortUpload => "abort-upload",
             Scenario::Mixed => "mixed",
+            Scenario::Churn => "churn",
             Scenario::Delete => "delete",
         }
     }
@@ -71,7 +77,8 @@ pub enum ParseScenarioError {
     )]
     GuestUploadUnavailable,
     #[error(
-        "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, delete)"
+        "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, delete, \
+         churn)"
     )]
     Unknown(String),
 }
@@ -211,6 +218,16 @@ pub struct Config {
     pub range_size: ByteSize,
     /// User weights of `mixed`.
     pub mixed: MixedWeights,
+    /// Uploads ask to expire this long after they start (`?expiration=`); unset: the server's
+    /// default. The server refuses less than its `--min-expiration` (1 h unless lowered).
+    #[serde(with = "humantime_serde")]
+    pub expire_after: Option<Duration>,
+    /// Share of `churn` entries deleted after their downloads, in [0, 1]; the rest expire.
+    pub delete_fraction: f64,
+    /// Pause after each iteration of a user, like a person between actions (soaks use it to
+    /// pace traffic). Unset: none.
+    #[serde(with = "humantime_serde")]
+    pub think_time: Option<Duration>,
 }
 
 /// 618 MB at 5 MB/s takes 124 s; 300 s leaves room for a 618 MB upload down to ~2 MB/s.
@@ -239,6 +256,9 @@ impl Default for Config {
             quiet: false,
             range_size: ByteSize(1 << 20),
             mixed: MixedWeights::default(),
+            expire_after: None,
+            delete_fraction: 0.5,
+            think_time: None,
         }
     }
 }
@@ -297,6 +317,15 @@ impl Config {
                 "abort-fraction must be between 0 and 1 (exclusive), not {}",
                 self.abort_fraction
             ));
+        }
+        if !(0.0..=1.0).contains(&self.delete_fraction) {
+            return Err(format!(
+                "delete-fraction must be between 0 and 1, not {}",
+                self.delete_fraction
+            ));
+        }
+        if self.expire_after.is_some_and(|d| d.is_zero()) {
+            return Err("expire-after must be above 0".into());
         }
         if self.range_size.bytes() == 0 {
             return Err("range-size must be at least 1 byte".into());
@@ -367,6 +396,47 @@ mod tests {
             secret: "s".into(),
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn churn_settings_are_checked() {
+        let churn = |delete_fraction: f64, expire_after: Option<Duration>| Config {
+            scenario: Scenario::Churn,
+            delete_fraction,
+            expire_after,
+            ..valid()
+        };
+        churn(0.0, Some(Duration::from_secs(20)))
+            .validate()
+            .unwrap();
+        churn(1.0, None).validate().unwrap();
+        assert!(
+            churn(1.5, None)
+                .validate()
+                .unwrap_err()
+                .contains("delete-fraction")
+        );
+        assert!(
+            churn(-0.1, None)
+                .validate()
+                .unwrap_err()
+                .contains("delete-fraction")
+        );
+        assert!(
+            churn(0.5, Some(Duration::ZERO))
+                .validate()
+                .unwrap_err()
+                .contains("expire-after")
+        );
+        assert_eq!("churn".parse::<Scenario>(), Ok(Scenario::Churn));
+        let parsed: Config = serde_json::from_value(serde_json::json!({
+            "scenario": "churn", "expire-after": "20s", "think-time": "500ms",
+            "delete-fraction": 0.25
+        }))
+        .unwrap();
+        assert_eq!(parsed.expire_after, Some(Duration::from_secs(20)));
+        assert_eq!(parsed.think_time, Some(Duration::from_millis(500)));
+        assert_eq!(parsed.delete_fraction, 0.25);
     }
 
     #[test]

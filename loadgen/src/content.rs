@@ -141,6 +141,7 @@ impl SplitMix {
 pub(crate) mod purpose {
     pub const CONTENT: u64 = 1;
     pub const RANGES: u64 = 2;
+    pub const CHURN: u64 = 3;
 }
 
 #[cfg(test)]

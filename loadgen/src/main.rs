@@ -45,7 +45,7 @@ struct Args {
     /// The server's shared secret.
     #[arg(long, env = "PS_SHARED_SECRET", hide_env_values = true)]
     secret: String,
-    /// upload, download, slow-upload, abort-upload or mixed (guest-upload: not yet, see below).
+    /// upload, download, slow-upload, abort-upload, mixed or churn (guest-upload: not yet, see below).
     #[arg(long, default_value_t = Config::default().scenario)]
     scenario: Scenario,
     /// Concurrent users.
@@ -84,6 +84,15 @@ struct Args {
     /// Longest Range request.
     #[arg(long, default_value_t = Config::default().range_size)]
     range_size: ByteSize,
+    /// Uploads expire this long after they start (the server must allow it: --min-expiration).
+    #[arg(long)]
+    expire_after: Option<humantime::Duration>,
+    /// Share of churn entries deleted after their downloads (the rest expire).
+    #[arg(long, default_value_t = Config::default().delete_fraction)]
+    delete_fraction: f64,
+    /// Pause after each iteration of a user (e.g. 500ms).
+    #[arg(long)]
+    think_time: Option<humantime::Duration>,
     /// Weights of mixed, e.g. upload=3,download=3,slow-upload=1,abort-upload=1.
     #[arg(long)]
     mix: Option<MixedWeights>,
@@ -131,6 +140,9 @@ impl Args {
             quiet: self.quiet,
             range_size: self.range_size,
             mixed: self.mix.unwrap_or(defaults.mixed),
+            expire_after: self.expire_after.map(Into::into),
+            delete_fraction: self.delete_fraction,
+            think_time: self.think_time.map(Into::into),
         })
     }
 }

@@ -5,6 +5,7 @@
 //! `guest-upload` is not here: share-server has no guest links yet, and a stub would only make
 //! runs look like they covered it.
 
+mod churn;
 mod delete;
 mod download;
 mod login;
@@ -33,6 +34,7 @@ enum Action {
     Login,
     Upload,
     Download,
+    Churn,
     Delete,
 }
 
@@ -44,6 +46,7 @@ pub(crate) fn build(
 ) -> Result<GooseScenario, GooseError> {
     let main = match scenario {
         Scenario::Download => Action::Download,
+        Scenario::Churn => Action::Churn,
         Scenario::Delete => Action::Delete,
         _ => Action::Upload,
     };
@@ -70,12 +73,20 @@ fn transaction(state: &Arc<RunState>, scenario: Scenario, action: Action) -> Tra
                 tokio::time::sleep(STOPPED_PAUSE).await;
                 return Ok(());
             }
-            match action {
-                Action::Login => login::transaction(&state, user, scenario).await,
+            let result = match action {
+                Action::Login => return login::transaction(&state, user, scenario).await,
                 Action::Upload => upload::transaction(&state, user, scenario).await,
                 Action::Download => download::transaction(&state, user).await,
+                Action::Churn => churn::transaction(&state, user).await,
                 Action::Delete => delete::transaction(&state, user).await,
+            };
+            if let Some(pause) = state.config.think_time {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = state.cancel.cancelled() => {}
+                }
             }
+            result
         })
     })
 }

@@ -245,3 +245,49 @@ async fn run_time_alone_or_as_a_deadline_ends_the_run() {
     assert!((1.0..10.0).contains(&deadline.duration_seconds));
     assert!(deadline.uploads.len() < 1_000_000);
 }
+
+/// `churn`: every entry is uploaded, verified whole and by a range, and then either deleted or
+/// left to expire; with a short expiration and a fast GC nothing is left on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_deletes_or_expires_everything_it_uploads() {
+    let server = Server::start_with(&["--min-expiration", "1s", "--gc-interval", "200ms"]);
+    let churn = loadgen::run(Config {
+        users: 2,
+        iterations: Some(4),
+        size: ByteSize(MB),
+        expire_after: Some(Duration::from_secs(2)),
+        delete_fraction: 0.5,
+        ..server.config(Scenario::Churn, "churn")
+    })
+    .await
+    .unwrap();
+    assert!(churn.ok, "{}", churn.to_text());
+    assert_eq!(churn.uploads.len(), 8);
+    assert_eq!(churn.verified_downloads, 8);
+    assert_eq!(churn.verified_ranges, 8);
+    let stats = &churn.scenarios["churn"];
+    let deletes = stats.transfers.get("delete").map_or(0, |t| t.seconds.count);
+    assert!(
+        deletes < 8,
+        "with delete-fraction 0.5 and this seed some entries are left to expire"
+    );
+    assert!(deletes > 0, "and some are deleted");
+    eventually(
+        Duration::from_secs(30),
+        "expired entries unlisted",
+        || async { server.listed_ids().await.is_empty() },
+    )
+    .await;
+    let db = rusqlite::Connection::open(server.db()).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "GC removes expired rows and chunks",
+        || {
+            let left =
+                count("SELECT COUNT(*) FROM entries") + count("SELECT COUNT(*) FROM entries_data");
+            async move { left == 0 }
+        },
+    )
+    .await;
+}

@@ -11,6 +11,7 @@
 //! - [`stats`]: slopes, correlations, lags and peaks as pure functions on slices.
 //! - [`correlate`]: each layer against the machine's usage (share of the peak, tracking).
 //! - [`suspects`]: slopes against the bytes uploaded; the leak signature.
+//! - [`drift`]: slopes against time (MiB per hour) for soaks.
 //! - [`verdict`]: crash, pressure, bloat or healthy, with reasons.
 //! - [`analysis`]: all of the above for one run.
 //! - [`plot`]: the three-panel figure, SVG and PNG.
@@ -20,6 +21,7 @@
 pub mod analysis;
 pub mod compare;
 pub mod correlate;
+pub mod drift;
 mod error;
 pub mod html;
 pub mod load;

@@ -40,6 +40,15 @@ pub struct Summary {
     /// Keys of the layers that grew linearly with the bytes uploaded.
     pub leaks: Vec<String>,
     pub files: Files,
+    /// Machine anon against time over the load phases less any `warm-up`, MiB per hour (see `drift`).
+    #[serde(default)]
+    pub anon_slope_mib_per_hour: Option<f64>,
+    /// Allocator resident against time over the same window, MiB per hour.
+    #[serde(default)]
+    pub allocator_slope_mib_per_hour: Option<f64>,
+    /// Seconds of run those slopes cover.
+    #[serde(default)]
+    pub slope_window_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +114,7 @@ impl RunFacts {
 impl Summary {
     pub fn of(a: &Analysis) -> Summary {
         let run = &a.run;
+        let drift = crate::drift::drift(&run.samples);
         let str_at = |p: &str| run.meta_at(p).and_then(Value::as_str).map(str::to_owned);
         Summary {
             schema: SCHEMA,
@@ -151,6 +161,9 @@ impl Summary {
                 plot_svg: PLOT_SVG.into(),
                 plot_png: PLOT_PNG.into(),
             },
+            anon_slope_mib_per_hour: drift.anon_mib_per_hour,
+            allocator_slope_mib_per_hour: drift.allocator_mib_per_hour,
+            slope_window_s: drift.window_s,
         }
     }
 
@@ -235,6 +248,14 @@ impl Summary {
                 );
             }
         }
+        let per_hour = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:+.2}"));
+        let _ = writeln!(
+            md,
+            "\nDrift over {:.0} s of load (warm-up left out): anon {} MiB/h, allocator resident {} MiB/h.",
+            self.slope_window_s,
+            per_hour(self.anon_slope_mib_per_hour),
+            per_hour(self.allocator_slope_mib_per_hour)
+        );
         let _ = writeln!(
             md,
             "\nFull report: `{}`",

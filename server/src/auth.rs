@@ -5,6 +5,8 @@
 //! [`SESSION_LIFETIME`], and every session ends when the secret changes.
 //! Logging out clears the cookie in that browser.
 
+pub mod rate_limit;
+
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -26,16 +28,11 @@ type HmacSha256 = hmac::Hmac<Sha256>;
 /// Checks secrets and issues/verifies session tokens.
 pub struct Sessions {
     secret: String,
-    /// Add `Secure` to cookies (behind a TLS-terminating proxy).
-    secure_cookies: bool,
 }
 
 impl Sessions {
-    pub fn new(secret: String, secure_cookies: bool) -> Self {
-        Sessions {
-            secret,
-            secure_cookies,
-        }
+    pub fn new(secret: String) -> Self {
+        Sessions { secret }
     }
 
     /// Constant-time comparison (of digests, so lengths leak nothing either).
@@ -73,11 +70,14 @@ impl Sessions {
         self.mac(issued_ms).verify_slice(&tag).is_ok()
     }
 
-    pub fn cookie(&self, token: &str) -> String {
+    /// The session cookie: never readable by scripts (`HttpOnly`), never
+    /// sent on cross-site requests (`SameSite=Strict`), and `Secure` when the
+    /// request came over HTTPS (see [`crate::handlers::is_https`]).
+    pub fn cookie(&self, token: &str, secure: bool) -> String {
         format!(
             "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
             SESSION_LIFETIME.as_secs(),
-            if self.secure_cookies { "; Secure" } else { "" }
+            if secure { "; Secure" } else { "" }
         )
     }
 
@@ -122,13 +122,13 @@ mod tests {
 
     #[test]
     fn tokens_verify_until_they_expire() {
-        let s = Sessions::new("s3cret".into(), false);
+        let s = Sessions::new("s3cret".into());
         let t = s.issue(1_000);
         assert!(s.verify(&t, 1_000));
         assert!(s.verify(&t, 1_000 + SESSION_LIFETIME.as_millis() as i64));
         assert!(!s.verify(&t, 1_001 + SESSION_LIFETIME.as_millis() as i64));
         assert!(!s.verify(&t, 999), "issued in the future");
-        let other = Sessions::new("other".into(), false);
+        let other = Sessions::new("other".into());
         assert!(!other.verify(&t, 1_000), "a new secret ends old sessions");
         assert!(!s.verify("1000.00", 1_000));
         assert!(
@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn secrets_compare() {
-        let s = Sessions::new("s3cret".into(), false);
+        let s = Sessions::new("s3cret".into());
         assert!(s.secret_matches("s3cret"));
         assert!(!s.secret_matches("s3cre"));
         assert!(!s.secret_matches(""));

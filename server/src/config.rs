@@ -69,6 +69,12 @@ pub struct Cli {
     /// On SIGTERM/SIGINT, how long in-flight requests may finish before they are aborted.
     #[arg(long, env = "PS_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
     pub shutdown_timeout: Duration,
+    /// Shortest expiration accepted (1h: a shorter one is almost surely a
+    /// mistake). Soak tests lower it to compress a day of expirations.
+    #[arg(long, env = "PS_MIN_EXPIRATION", value_parser = humantime::parse_duration, default_value = "1h")]
+    pub min_expiration: Duration,
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
     /// Bring back one of the story's memory bugs, for the gate's fixtures.
     /// Only in builds with the `regressions` feature; never in production.
     #[cfg(feature = "regressions")]
@@ -100,6 +106,8 @@ pub struct ServerConfig {
     pub chunk_size: u64,
     pub disk_reserve: u64,
     pub shutdown_timeout: Duration,
+    pub min_expiration: Duration,
+    pub limits: crate::limits::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +156,8 @@ impl Cli {
             chunk_size: self.chunk_size,
             disk_reserve: self.disk_reserve,
             shutdown_timeout: self.shutdown_timeout,
+            min_expiration: self.min_expiration,
+            limits: (&self.limits).into(),
         })
     }
 }

@@ -138,6 +138,16 @@ pub fn never_instant() -> DateTime<Utc> {
 impl Expiration {
     /// Parses `never` or an RFC 3339 time at least [`MIN_EXPIRATION_AHEAD`] after `now`.
     pub fn parse(s: &str, now: DateTime<Utc>) -> Result<Self, ValidationError> {
+        Self::parse_ahead(s, now, MIN_EXPIRATION_AHEAD)
+    }
+
+    /// As [`Expiration::parse`] with another minimum (`--min-expiration`:
+    /// the soak compresses a day into minutes).
+    pub fn parse_ahead(
+        s: &str,
+        now: DateTime<Utc>,
+        min_ahead: Duration,
+    ) -> Result<Self, ValidationError> {
         let s = s.trim();
         if s.eq_ignore_ascii_case("never") {
             return Ok(Expiration::Never);
@@ -152,9 +162,16 @@ impl Expiration {
         if at >= never_instant() {
             return Ok(Expiration::Never);
         }
-        if at < now + MIN_EXPIRATION_AHEAD {
+        if at < now + min_ahead {
+            let min = match min_ahead.num_seconds() {
+                3600 => "1 hour".to_owned(),
+                secs => {
+                    humantime::format_duration(std::time::Duration::from_secs(secs.max(0) as u64))
+                        .to_string()
+                }
+            };
             return Err(invalid(format!(
-                "expiration {s} is less than 1 hour in the future"
+                "expiration {s} is less than {min} in the future"
             )));
         }
         Ok(Expiration::At(at))
@@ -254,6 +271,53 @@ fn looks_like_text(sample: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends as a filename, an accepted one cannot
+        /// name another directory, break a header line or exceed the limit;
+        /// and it is stored exactly as sent.
+        #[test]
+        fn accepted_filenames_are_safe(name in prop_oneof![
+            any::<String>(),
+            "[./\\\\a-z\"\r\n ]{0,12}",
+            ".{250,260}",
+        ]) {
+            match validate_filename(&name) {
+                Ok(stored) => {
+                    prop_assert_eq!(&stored, &name);
+                    prop_assert!(!name.is_empty() && name.len() <= MAX_FILENAME_BYTES);
+                    prop_assert!(!name.contains(['/', '\\']));
+                    prop_assert!(!name.chars().any(char::is_control), "{:?}", name);
+                    prop_assert!(name != "." && !name.starts_with(".."));
+                }
+                Err(e) => prop_assert!(e.0.contains("filename"), "{}", e.0),
+            }
+        }
+
+        /// Expiration parsing never panics on any input, and an accepted
+        /// time is at least the minimum ahead (or never).
+        #[test]
+        fn expirations_are_never_too_soon(
+            text in prop_oneof![
+                any::<String>(),
+                (0i64..4_000_000_000_000).prop_map(|ms| {
+                    Utc.timestamp_millis_opt(ms).single().unwrap().to_rfc3339()
+                }),
+                Just("never".to_owned()),
+                Just(" NEVER ".to_owned()),
+            ],
+            min_secs in 0i64..100_000,
+        ) {
+            let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+            let min = Duration::seconds(min_secs);
+            match Expiration::parse_ahead(&text, now, min) {
+                Ok(Expiration::At(t)) => prop_assert!(t >= now + min && t < never_instant()),
+                Ok(Expiration::Never) => {}
+                Err(e) => prop_assert!(e.0.contains("expiration"), "{}", e.0),
+            }
+        }
+    }
 
     #[test]
     fn ids_use_the_alphabet_and_parse_back() {

@@ -18,6 +18,11 @@ pub enum ApiError {
     Unauthorized,
     #[error("the shared secret is wrong")]
     WrongSecret,
+    #[error(
+        "too many login attempts from this address; try again in {} s",
+        retry_after_secs(*retry_after)
+    )]
+    TooManyAttempts { retry_after: std::time::Duration },
     #[error("not found")]
     NotFound,
     /// Allowed for nobody right now: a disabled or used-up guest link, a
@@ -73,6 +78,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::WrongSecret => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Gone(_) => StatusCode::GONE,
@@ -101,6 +107,17 @@ impl IntoResponse for ApiError {
         {
             response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
+        if let ApiError::TooManyAttempts { retry_after } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(retry_after)),
+            );
+        }
         response
     }
+}
+
+/// Whole seconds to wait, rounded up (Retry-After has no fractions; 0 would invite an instant retry).
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }

@@ -123,6 +123,16 @@ pub fn client_ip(peer: SocketAddr, headers: &HeaderMap, behind_proxy: bool) -> S
     peer.ip().to_string()
 }
 
+/// Whether the client reached us over HTTPS: only behind a proxy (which
+/// terminates TLS) and only when it says so with `X-Forwarded-Proto: https`.
+pub fn is_https(headers: &HeaderMap, behind_proxy: bool) -> bool {
+    behind_proxy
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +170,19 @@ mod tests {
         assert!(!accept_has(&h, "text/plain"));
         h.insert("accept", "*/*".parse().unwrap());
         assert!(!accept_has(&h, "application/json"));
+    }
+
+    #[test]
+    fn https_only_when_a_proxy_says_so() {
+        let mut h = HeaderMap::new();
+        assert!(!is_https(&h, true));
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        assert!(is_https(&h, true));
+        assert!(
+            !is_https(&h, false),
+            "a client cannot claim it without a proxy"
+        );
+        h.insert("x-forwarded-proto", "http".parse().unwrap());
+        assert!(!is_https(&h, true));
     }
 }

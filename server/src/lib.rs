@@ -12,11 +12,14 @@
 //! - [`upload_form`]: the multipart form of an upload (owner or guest) into [`upload`].
 //! - [`download`]: Range planning and the chunk-at-a-time response body.
 //! - [`live_uploads`]: uploads in progress, which GC must not touch.
-//! - [`auth`]: shared-secret login and signed session cookies.
-//! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer (JSON API).
 //! - [`web`]: the HTML pages (askama templates in `server/templates/`) and
 //!   their static CSS/JS; [`system_info`]: the figures of the system page.
 //! - [`csrf`]: the Origin check on cookie-authenticated state changes.
+//! - [`auth`]: shared-secret login, signed session cookies, the login rate limit.
+//! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer (JSON API).
+//! - [`serve`]: the accept loop (header and idle timeouts, connection cap);
+//!   [`limits`]: its flags and the login limiter's.
+//! - [`multipart_guard`]: bounds on the multipart framing multer buffers whole.
 //! - [`gc`]: the periodic collector task.
 //! - [`regressions`]: the story's bugs as opt-in fixtures (`regressions` feature).
 //! - [`allocator`], [`stats`], [`counters`], [`metrics`]: memory introspection
@@ -35,10 +38,13 @@ pub mod error;
 pub mod gc;
 pub mod guest_links;
 pub mod handlers;
+pub mod limits;
 pub mod live_uploads;
 pub mod metrics;
+pub mod multipart_guard;
 pub mod regressions;
 pub mod routes;
+pub mod serve;
 pub mod settings;
 pub mod state;
 pub mod stats;
@@ -48,8 +54,7 @@ pub mod upload;
 pub mod upload_form;
 pub mod web;
 
-use std::future::{Future, IntoFuture};
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -57,6 +62,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Sessions;
+use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServerConfig;
 use crate::counters::Counters;
 use crate::live_uploads::LiveUploads;
@@ -75,14 +81,17 @@ impl Server {
         let store = Store::open(&config.db, config.disk_reserve)?;
         let state = AppState {
             db: Db::new(store),
-            sessions: Arc::new(Sessions::new(
-                config.shared_secret.clone(),
-                config.behind_proxy,
+            sessions: Arc::new(Sessions::new(config.shared_secret.clone())),
+            login_limiter: Arc::new(LoginLimiter::new(
+                config.limits.login_burst,
+                config.limits.login_refill,
             )),
             live_uploads: Arc::new(LiveUploads::default()),
             tracker: TaskTracker::new(),
             abort: CancellationToken::new(),
             chunk_size: config.chunk_size,
+            min_expiration: chrono::Duration::from_std(config.min_expiration)
+                .unwrap_or(entry::MIN_EXPIRATION_AHEAD),
             behind_proxy: config.behind_proxy,
             counters: Arc::new(Counters::default()),
             cgroup: match memstat::cgroup::Cgroup::of_process(None) {
@@ -119,41 +128,34 @@ impl Server {
         ));
 
         let stop_accepting = CancellationToken::new();
+        let limits = config.limits.connections;
         let debug_server = debug.map(|debug| {
             let app = routes::debug_router(state.clone());
-            let stop = stop_accepting.clone().cancelled_owned();
-            tokio::spawn(async move { axum::serve(debug, app).with_graceful_shutdown(stop).await })
+            tokio::spawn(serve::serve(debug, app, limits, stop_accepting.clone()))
         });
-        let app = routes::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app)
-            .with_graceful_shutdown(stop_accepting.clone().cancelled_owned())
-            .into_future();
+        let app = routes::router(state.clone());
+        let serve = serve::serve(listener, app, limits, stop_accepting.clone());
         let mut serve = std::pin::pin!(serve);
 
-        let served = tokio::select! {
-            result = &mut serve => result,
+        tokio::select! {
+            () = &mut serve => {}
             () = shutdown => {
                 tracing::info!(drain = ?config.shutdown_timeout, "shutting down: draining requests");
                 stop_accepting.cancel();
-                match tokio::time::timeout(config.shutdown_timeout, &mut serve).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!(uploads = state.live_uploads.len(), "drain time over; aborting requests");
-                        state.abort.cancel();
-                        serve.await
-                    }
+                if tokio::time::timeout(config.shutdown_timeout, &mut serve).await.is_err() {
+                    tracing::warn!(uploads = state.live_uploads.len(), "drain time over; aborting requests");
+                    state.abort.cancel();
+                    serve.await;
                 }
             }
-        };
+        }
 
         stop_gc.cancel();
         let _ = gc.await;
-        if let Some(debug_server) = debug_server {
-            match debug_server.await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "debug listener failed"),
-                Err(e) => tracing::warn!(error = %e, "debug listener task failed"),
-                Ok(Ok(())) => {}
-            }
+        if let Some(debug_server) = debug_server
+            && let Err(e) = debug_server.await
+        {
+            tracing::warn!(error = %e, "debug listener task failed");
         }
         state.tracker.close();
         state.tracker.wait().await;
@@ -164,6 +166,6 @@ impl Server {
                 tracing::warn!(error = %e, "final checkpoint failed; the WAL is replayed on next start")
             }
         }
-        served
+        Ok(())
     }
 }

@@ -19,7 +19,9 @@ pub fn router(state: AppState) -> Router {
         // are the point); memory stays bounded by `upload` module constants.
         .route(
             "/api/entry",
-            post(entries::upload).layer(DefaultBodyLimit::disable()),
+            post(entries::upload)
+                .layer(DefaultBodyLimit::disable())
+                .layer(middleware::map_request(crate::multipart_guard::guard)),
         )
         .route(
             "/api/entry/{id}",
@@ -43,7 +45,9 @@ pub fn router(state: AppState) -> Router {
         // enforced inside the stream (`upload_form`).
         .route(
             "/api/guest/{id}",
-            post(guest_links::upload).layer(DefaultBodyLimit::disable()),
+            post(guest_links::upload)
+                .layer(DefaultBodyLimit::disable())
+                .layer(middleware::map_request(crate::multipart_guard::guard)),
         )
         .route("/api/settings", get(settings::get).put(settings::put))
         .merge(web::routes())

@@ -14,6 +14,8 @@ use crate::storage::Db;
 pub struct AppState {
     pub db: Db,
     pub sessions: Arc<Sessions>,
+    /// Login attempts per client address.
+    pub login_limiter: Arc<crate::auth::rate_limit::LoginLimiter>,
     pub live_uploads: Arc<LiveUploads>,
     /// Blocking work that must finish before the database closes (upload
     /// writers, clean-ups, download records).
@@ -22,6 +24,8 @@ pub struct AppState {
     pub abort: CancellationToken,
     /// Bytes per chunk for new uploads.
     pub chunk_size: u64,
+    /// Shortest expiration an upload or edit may ask for (`--min-expiration`).
+    pub min_expiration: chrono::Duration,
     /// Trust X-Forwarded-For.
     pub behind_proxy: bool,
     pub counters: Arc<Counters>,

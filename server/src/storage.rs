@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode, FileControl, OpenFlags};
 
 use pool::ReaderPool;
 use reserve::DiskReserve;
@@ -130,26 +130,21 @@ impl Store {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(Box::new(e)))?;
         }
-        let mut writer = Connection::open(path).map_err(|e| open_err(Box::new(e)))?;
-        configure(&writer, WRITER_CACHE_KIB).map_err(|e| open_err(Box::new(e)))?;
-        migrations::apply(&mut writer)?;
-        let readers = (0..READER_CONNECTIONS)
-            .map(|_| {
-                let conn = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                configure(&conn, READER_CACHE_KIB)?;
-                conn.pragma_update(None, "query_only", true)?;
-                Ok(conn)
-            })
-            .collect::<Result<Vec<_>, rusqlite::Error>>()
-            .map_err(|e| open_err(Box::new(e)))?;
+        let reserve = DiskReserve::new(sidecar(path, "reserve"), reserve_bytes);
+        // On a completely full disk SQLite cannot even create the WAL index
+        // (`-shm`) it needs to open the database: free the reserve and retry.
+        let (writer, readers) = match open_connections(path) {
+            Err(e) if reserve.release() => {
+                tracing::warn!(error = %e, "opening the database failed; retrying with the disk reserve freed");
+                open_connections(path)?
+            }
+            opened => opened?,
+        };
         let store = Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: ReaderPool::new(readers),
-            reserve: DiskReserve::new(sidecar(path, "reserve"), reserve_bytes),
+            reserve,
         };
         // On a full disk the server still starts, without its reserve.
         store.refill_reserve();
@@ -233,6 +228,30 @@ impl Store {
     }
 }
 
+/// The writer (after migrating the database) and the readers.
+fn open_connections(path: &Path) -> Result<(Connection, Vec<Connection>), StorageError> {
+    let open_err = |e: rusqlite::Error| StorageError::Open {
+        path: path.to_owned(),
+        source: Box::new(e),
+    };
+    let mut writer = Connection::open(path).map_err(open_err)?;
+    configure(&writer, WRITER_CACHE_KIB).map_err(open_err)?;
+    migrations::apply(&mut writer)?;
+    let readers = (0..READER_CONNECTIONS)
+        .map(|_| {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            configure(&conn, READER_CACHE_KIB)?;
+            conn.pragma_update(None, "query_only", true)?;
+            Ok(conn)
+        })
+        .collect::<Result<Vec<_>, rusqlite::Error>>()
+        .map_err(open_err)?;
+    Ok((writer, readers))
+}
+
 /// `<db file name>.<suffix>` beside the database.
 fn sidecar(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
@@ -244,6 +263,11 @@ fn sidecar(db: &Path, suffix: &str) -> PathBuf {
 /// Per-connection settings; see the constants above for why each value.
 fn configure(conn: &Connection, cache_kib: i64) -> Result<(), rusqlite::Error> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Keep `-wal` and `-shm` when the last connection closes (the WAL is
+    // truncated to 0 bytes instead of deleted): a restart on a full disk then
+    // finds its WAL index already allocated instead of failing to create it
+    // (SQLITE_IOERR_SHMSIZE), and can serve downloads.
+    conn.file_control(Some(rusqlite::MAIN_DB), FileControl::PersistWal(&mut 1))?;
     // Takes effect only on a new database, and only before WAL mode is on.
     conn.pragma_update(None, "page_size", PAGE_SIZE_BYTES)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -43,7 +43,17 @@ pub struct GuestRules {
 }
 
 fn bad_multipart(e: MultipartError) -> ApiError {
-    ApiError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    // The causes say what was wrong (e.g. a limit of `multipart_guard`).
+    let mut msg = format!("malformed multipart body: {}", e.body_text());
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg = format!("{msg}: {text}");
+        }
+        cause = c.source();
+    }
+    ApiError::BadRequest(msg)
 }
 
 /// Whether the client waits for `100 Continue` before sending its body.

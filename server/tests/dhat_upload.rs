@@ -98,6 +98,8 @@ async fn round_trip(db: std::path::PathBuf) {
         chunk_size: DEFAULT_CHUNK_SIZE,
         disk_reserve: DEFAULT_DISK_RESERVE,
         shutdown_timeout: Duration::from_secs(10),
+        min_expiration: Duration::from_secs(3600),
+        limits: share_server::limits::Limits::default(),
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

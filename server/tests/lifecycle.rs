@@ -360,8 +360,66 @@ async fn a_full_disk_gives_507_and_loses_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    // (New uploads may keep failing with 507 until space is freed: in WAL
-    // mode every write needs WAL room, and the disk is still full.)
     let list: serde_json::Value = server.get_json("/api/entries").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
+    drop(conn);
+
+    // Fill every byte left (the reserve is gone, spent on the clean-up),
+    // then restart on the full disk: a clean stop, then a crash.
+    let filler = mnt.join("filler");
+    fill(&filler);
+    for (how, signal) in [("SIGTERM", Signal::SIGTERM), ("SIGKILL", Signal::SIGKILL)] {
+        server.stop_with(signal, WAIT);
+        fill(&filler);
+        server = TestServer::start_with_db(&db, dir.dir.path(), &[]);
+        server.login().await;
+        assert_eq!(
+            server.listed_ids().await,
+            [kept.as_str()],
+            "restarted after {how} on a full disk; log:\n{}",
+            server.log_text()
+        );
+        assert_eq!(
+            server.download_hash(&kept).await.1,
+            pattern_sha256(6, 4_000_000),
+            "serves after a {how} restart on a full disk"
+        );
+        let res = server.upload(8, 2_000_000, "while-full.bin", "").await;
+        assert_eq!(res.status(), 507, "uploads refused while the disk is full");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("disk is full"),
+            "{body}"
+        );
+    }
+
+    // Space freed: uploads work again, and nothing was lost meanwhile.
+    std::fs::remove_file(&filler).unwrap();
+    let new = server.upload_ok(9, 2_000_000, "after.bin").await;
+    assert_eq!(
+        server.download_hash(&new).await.1,
+        pattern_sha256(9, 2_000_000)
+    );
+    assert_eq!(
+        server.download_hash(&kept).await.1,
+        pattern_sha256(6, 4_000_000)
+    );
+    let check: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+/// Appends zeros to `path` until the filesystem is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
 }

@@ -26,11 +26,21 @@ pub(super) async fn transaction(state: &RunState, user: &mut GooseUser) -> Trans
             None => return Ok(()),
         },
     };
-    // Each step returns an error (already recorded) when it fails, so only a deletion that
-    // was answered and then confirmed is counted.
-    request(state, user, &record.id, Step::Delete).await?;
-    request(state, user, &record.id, Step::CheckGone).await?;
-    state.recorder.deleted(record.id);
+    delete_confirmed(state, user, record.id, Scenario::Delete).await
+}
+
+/// Deletes `id`, checks it is gone, and records it as deleted; requests are recorded under
+/// `scenario`. Each step returns an error (already recorded) when it fails, so only a deletion
+/// that was answered and then confirmed is counted.
+pub(super) async fn delete_confirmed(
+    state: &RunState,
+    user: &mut GooseUser,
+    id: String,
+    scenario: Scenario,
+) -> TransactionResult {
+    request(state, user, &id, Step::Delete, scenario).await?;
+    request(state, user, &id, Step::CheckGone, scenario).await?;
+    state.recorder.deleted(id);
     Ok(())
 }
 
@@ -69,6 +79,7 @@ async fn request(
     user: &mut GooseUser,
     id: &str,
     step: Step,
+    scenario: Scenario,
 ) -> Result<(), Box<TransactionError>> {
     let builder = user
         .get_request_builder(&step.method(), &format!("/api/entry/{id}"))?
@@ -96,7 +107,7 @@ async fn request(
         Err(e) => Err(Failure::transport(&e)),
     };
     let done = Finished {
-        scenario: Scenario::Delete,
+        scenario,
         kind: step.kind(),
         started,
         bytes_sent: 0,

@@ -31,7 +31,7 @@ pub(super) async fn transaction(state: &RunState, user: &mut GooseUser) -> Trans
             None => return Ok(()),
         },
     };
-    let mut first_error = whole(state, user, &record).await.err();
+    let mut first_error = whole(state, user, &record, Scenario::Download).await.err();
     let mut rng = SplitMix::derive(
         state.config.seed,
         purpose::RANGES,
@@ -45,17 +45,28 @@ pub(super) async fn transaction(state: &RunState, user: &mut GooseUser) -> Trans
         let max_len = state.config.range_size.bytes();
         let start = rng.below(record.size);
         let len = 1 + rng.below(max_len.min(record.size - start));
-        if let Err(e) = range(state, user, &record, start, start + len - 1).await {
+        if let Err(e) = range(
+            state,
+            user,
+            &record,
+            start,
+            start + len - 1,
+            Scenario::Download,
+        )
+        .await
+        {
             first_error.get_or_insert(e);
         }
     }
     first_error.map_or(Ok(()), Err)
 }
 
-async fn whole(
+/// The whole entry, length and SHA-256 checked; recorded under `scenario`.
+pub(super) async fn whole(
     state: &RunState,
     user: &mut GooseUser,
     record: &UploadRecord,
+    scenario: Scenario,
 ) -> Result<(), Box<TransactionError>> {
     let builder = user
         .get_request_builder(&GooseMethod::Get, &format!("/-{}", record.id))?
@@ -88,7 +99,7 @@ async fn whole(
     .await;
     note_verification(state, record, "download", None, &result);
     let done = Finished {
-        scenario: Scenario::Download,
+        scenario,
         kind: Kind::Download,
         started,
         bytes_sent: 0,
@@ -97,13 +108,14 @@ async fn whole(
     finish(state, user, &mut request, done, result).await
 }
 
-/// Bytes `first..=last` of the entry.
-async fn range(
+/// Bytes `first..=last` of the entry, checked byte for byte; recorded under `scenario`.
+pub(super) async fn range(
     state: &RunState,
     user: &mut GooseUser,
     record: &UploadRecord,
     first: u64,
     last: u64,
+    scenario: Scenario,
 ) -> Result<(), Box<TransactionError>> {
     let builder = user
         .get_request_builder(&GooseMethod::Get, &format!("/-{}", record.id))?
@@ -170,7 +182,7 @@ async fn range(
     .await;
     note_verification(state, record, "range", Some((first, last)), &result);
     let done = Finished {
-        scenario: Scenario::Download,
+        scenario,
         kind: Kind::Range,
         started,
         bytes_sent: 0,

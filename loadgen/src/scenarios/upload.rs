@@ -51,8 +51,15 @@ pub(super) async fn upload(
         "note",
         format!("loadgen {scenario}: user {user_index}, iteration {iteration}"),
     );
+    let path = match state.config.expire_after {
+        Some(after) => format!(
+            "{UPLOAD_PATH}?expiration={}",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now() + after)
+        ),
+        None => UPLOAD_PATH.to_owned(),
+    };
     let builder = user
-        .get_request_builder(&GooseMethod::Post, UPLOAD_PATH)?
+        .get_request_builder(&GooseMethod::Post, &path)?
         .multipart(form)
         .timeout(state.config.timeout);
     let request = GooseRequest::builder()

@@ -51,6 +51,11 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server with extra flags.
+    pub fn start_with(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
         let mut child = Command::new(server_binary())
@@ -58,6 +63,7 @@ impl Server {
             .arg(dir.path().join("data").join("store.db"))
             .args(["--port", "0", "--listen", "127.0.0.1"])
             .args(["--debug-listen", "127.0.0.1:0"])
+            .args(args)
             .env("PS_SHARED_SECRET", SECRET)
             .env_remove("PS_SHARED_SECRET_FILE")
             .env("RUST_LOG", "warn")

@@ -238,18 +238,26 @@ pub fn values(samples: &[Sample]) -> BTreeMap<Metric, f64> {
         s.files.as_ref().map(|f| f.db_bytes as f64)
     });
 
-    let hours = |s: &Sample| Some(s.t_ms as f64 / 3_600_000.0);
     let gib = |s: &Sample| uploaded(s).map(|b| b / GIB);
     let anon_mib = |s: &Sample| machine_anon(s).map(|b| b / MIB);
     let alloc_mib = |s: &Sample| allocator_resident(s).map(|b| b / MIB);
-    let slopes: [(Metric, &Figure, &Figure); 4] = [
+    let slopes: [(Metric, &Figure, &Figure); 2] = [
         (Metric::AnonMibPerGib, &gib, &anon_mib),
         (Metric::AllocatorMibPerGib, &gib, &alloc_mib),
-        (Metric::AnonMibPerHour, &hours, &anon_mib),
-        (Metric::AllocatorMibPerHour, &hours, &alloc_mib),
     ];
     for (metric, x, y) in slopes {
         if let Some(slope) = slope(samples, x, y) {
+            out.insert(metric, slope);
+        }
+    }
+    // Against time: the report's drift, which leaves a `warm-up` phase out.
+    let drift = reports::drift::drift(samples);
+    let per_hour = [
+        (Metric::AnonMibPerHour, drift.anon_mib_per_hour),
+        (Metric::AllocatorMibPerHour, drift.allocator_mib_per_hour),
+    ];
+    for (metric, slope) in per_hour {
+        if let Some(slope) = slope {
             out.insert(metric, slope);
         }
     }

@@ -35,6 +35,9 @@ pub fn plan_ranges(range: Option<&str>, size: u64) -> RangeRequest {
     };
     match parsed.validate(size) {
         Ok(ranges) if ranges.is_empty() => RangeRequest::Full,
+        // http-range-header lets one overlap through (RFC 9110 only asks to
+        // refuse more); `bytes=0-,0-` would then send the file twice.
+        Ok(ranges) if overlap(&ranges) => RangeRequest::Full,
         Ok(ranges) => RangeRequest::Partial(ranges),
         Err(RangeUnsatisfiableError::Unsatisfiable) => RangeRequest::Unsatisfiable,
         // Overlapping ranges would send bytes twice: send the file once.
@@ -42,9 +45,67 @@ pub fn plan_ranges(range: Option<&str>, size: u64) -> RangeRequest {
     }
 }
 
+/// Whether any two ranges share a byte.
+fn overlap(ranges: &[RangeInclusive<u64>]) -> bool {
+    let mut by_start: Vec<_> = ranges.iter().map(|r| (*r.start(), *r.end())).collect();
+    by_start.sort_unstable();
+    by_start.windows(2).any(|w| w[1].0 <= w[0].1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Range headers as clients and attackers write them: valid specs,
+    /// suffixes, open ends, huge numbers, junk, many of them.
+    fn range_header() -> impl Strategy<Value = String> {
+        let num = prop_oneof![0u64..2000, any::<u64>(), Just(u64::MAX)];
+        let spec = prop_oneof![
+            (num.clone(), num.clone()).prop_map(|(a, b)| format!("{a}-{b}")),
+            num.clone().prop_map(|a| format!("{a}-")),
+            num.prop_map(|a| format!("-{a}")),
+            "[ -~]{0,12}",
+        ];
+        (
+            prop_oneof![Just("bytes="), Just("bytes = "), Just("items="), Just("")],
+            prop::collection::vec(spec, 0..40),
+        )
+            .prop_map(|(unit, specs)| format!("{unit}{}", specs.join(",")))
+    }
+
+    proptest! {
+        /// Whatever the header, a response never carries more file bytes
+        /// than the file has, never more than MAX_RANGES parts, and every
+        /// range lies inside the file.
+        #[test]
+        fn no_header_amplifies_or_escapes_the_file(header in range_header(), size in 0u64..5000) {
+            match plan_ranges(Some(&header), size) {
+                RangeRequest::Full | RangeRequest::Unsatisfiable => {}
+                RangeRequest::Partial(ranges) => {
+                    prop_assert!(!ranges.is_empty() && ranges.len() <= MAX_RANGES);
+                    let total: u64 = ranges.iter().map(|r| r.end() - r.start() + 1).sum();
+                    prop_assert!(total <= size, "{total} bytes of {size} for {header}");
+                    prop_assert!(ranges.iter().all(|r| r.start() <= r.end() && *r.end() < size));
+                    prop_assert!(!overlap(&ranges));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_overlap_is_already_too_many() {
+        assert_eq!(plan_ranges(Some("bytes=0-,0-"), 1000), RangeRequest::Full);
+        assert_eq!(
+            plan_ranges(Some("bytes=0-500,250-999"), 1000),
+            RangeRequest::Full
+        );
+        assert_eq!(
+            plan_ranges(Some("bytes=0-9,10-19"), 1000),
+            RangeRequest::Partial(vec![0..=9, 10..=19]),
+            "adjacent is not overlapping"
+        );
+    }
 
     #[test]
     fn ranges_in_every_form() {

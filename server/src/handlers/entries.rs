@@ -60,7 +60,7 @@ async fn upload_rules(
     let max_downloads = parse_max_downloads(params.max_downloads.as_deref().unwrap_or(""))?;
     let now = chrono::Utc::now();
     let expiration = match params.expiration.as_deref() {
-        Some(s) if !s.is_empty() => Expiration::parse(s, now)?,
+        Some(s) if !s.is_empty() => Expiration::parse_ahead(s, now, state.min_expiration)?,
         _ => {
             let settings = state.db.run(settings::get).await?;
             Expiration::days_after(settings.default_expiration_days, now)
@@ -153,7 +153,7 @@ pub async fn edit(
         expiration: req
             .expiration
             .as_deref()
-            .map(|e| Expiration::parse(e, chrono::Utc::now()))
+            .map(|e| Expiration::parse_ahead(e, chrono::Utc::now(), state.min_expiration))
             .transpose()?,
         note: req.note.as_deref().map(validate_note).transpose()?,
         max_downloads: req
