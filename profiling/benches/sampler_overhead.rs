@@ -37,7 +37,7 @@ async fn main() -> Result<()> {
         mode: Mode::None,
         ..MachineSpec::default()
     };
-    let machine = machine::open(&spec, "bench", scratch.path())?;
+    let machine = machine::open(&spec, &machine::Setup::local("bench", scratch.path()))?;
     let db = scratch.path().join("store.db");
     let server = profiling::target::Server::start(
         machine.as_ref(),

@@ -5,9 +5,9 @@
 //! Module map:
 //! - [`scenario`]: the scenario file (machine, server, phases, sampling, budgets).
 //! - [`machine`]: where the server runs: a fresh memory cgroup (`cgroup`), the
-//!   whole machine (`machine`, for a real small VM) or no limit (`none`); how
-//!   to start a process inside it, where its memory figures come from and how
-//!   a kill is detected.
+//!   whole machine (`machine`, for a real small VM), no limit (`none`) or a
+//!   qemu guest booted for the run (`vm`); how to start the server inside it,
+//!   where its memory figures come from and how a kill is detected.
 //! - [`target`]: the server process: build/locate, start, wait for health, stop.
 //! - The sample schema written to `samples.jsonl` is in the `run-format` crate
 //!   (shared with the reports).

@@ -1,39 +1,109 @@
 //! The "machine" a server runs in, one abstraction over the modes: how to
 //! start a process inside it, where its memory figures come from, how a kill
 //! is detected, and how to clean up. `cgroup` (a fresh memory cgroup with a
-//! limit), `machine` (this whole machine, for a real small VM) and `none` (no
-//! limit). A qemu `vm` mode plugs in by implementing [`Machine`] and [`Probe`].
+//! limit), `machine` (this whole machine, for a real small VM), `none` (no
+//! limit) and `vm` (a qemu guest booted for the run, the server inside).
 
 pub mod cgroup;
 pub mod host;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::process::Command;
 
 use crate::scenario::{MachineSpec, Mode};
-use run_format::{MachineMemory, ProcessSample};
+use memstat::system::SystemMemory;
+use run_format::{FileSizes, MachineMemory, ProcessSample};
 
 /// A place to run the server.
 pub trait Machine: Send + Sync {
     /// What it is, for `meta.json` and reports.
     fn info(&self) -> MachineInfo;
-    /// A command that runs `program` inside the machine; the caller adds arguments.
-    fn command(&self, program: &Path) -> Command;
+    /// A command that runs `program` inside the machine; the caller adds
+    /// arguments. `None`: no local processes (`vm` mode boots a guest).
+    fn command(&self, program: &Path) -> Option<Command>;
     /// Where the memory figures come from.
     fn probe(&self) -> Arc<dyn Probe>;
     /// OOM kills so far in the machine (a rise during a run is a kill).
     fn oom_kills(&self) -> Option<u64>;
-    /// Removes what was set up (cgroup, tmpfs). Idempotent.
+    /// Removes what was set up (cgroup, tmpfs, a guest left running). Idempotent.
     fn teardown(&mut self) -> Result<(), MachineError>;
+    /// OOM kills with their time and victim, where the machine tells them
+    /// (the guest kernel's console); the other modes only count them.
+    fn oom_kill_log(&self) -> Vec<OomKill> {
+        Vec::new()
+    }
+    /// The qemu guest, in `vm` mode: the server is started inside it
+    /// instead of as a local process.
+    fn vm(&self) -> Option<&vm::VmMachine> {
+        None
+    }
 }
 
-/// Reads the machine's and the server process's memory.
+/// Reads the machine's and the server process's memory. The defaults read
+/// this host; the `vm` probe answers from the guest agent's samples.
 pub trait Probe: Send + Sync {
     fn machine(&self) -> Result<MachineMemory, String>;
     fn process(&self, pid: u32) -> Result<ProcessSample, String>;
+    /// The whole system's `/proc/meminfo` (the sample's `system`).
+    fn system(&self) -> Option<SystemMemory> {
+        memstat::system::read().ok()
+    }
+    /// The database files' sizes.
+    fn files(&self, db: &Path) -> Option<FileSizes> {
+        local_file_sizes(db)
+    }
+    /// The probe gets the server's `/debug/stats` itself (the guest agent
+    /// fetches them); the sampler then does not fetch them over HTTP.
+    fn provides_server_stats(&self) -> bool {
+        false
+    }
+    /// The server's latest `/debug/stats`, when [`Probe::provides_server_stats`].
+    fn server_stats(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+/// An OOM kill seen on the machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct OomKill {
+    #[serde(skip)]
+    pub at: Instant,
+    pub pid: u32,
+    pub process: String,
+    /// The kernel's line, as printed.
+    pub line: String,
+}
+
+/// What [`open`] needs beyond the scenario's `[machine]`.
+pub struct Setup<'a> {
+    /// Names the cgroup.
+    pub run_id: &'a str,
+    /// A directory for the run's scratch files (tmpfs mount point, disk image).
+    pub scratch: &'a Path,
+    /// The workspace (`vm` mode builds the agent and runs `scripts/vm-assets.sh`).
+    pub workspace: Option<&'a Path>,
+    /// The server binary (`vm` mode puts it in the guest's initramfs).
+    pub server_binary: Option<&'a Path>,
+    /// The sampling interval (`vm` mode's agent samples at it).
+    pub interval: Duration,
+}
+
+impl<'a> Setup<'a> {
+    /// For the local modes, which need nothing else.
+    pub fn local(run_id: &'a str, scratch: &'a Path) -> Setup<'a> {
+        Setup {
+            run_id,
+            scratch,
+            workspace: None,
+            server_binary: None,
+            interval: Duration::from_millis(100),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,12 +117,17 @@ pub struct MachineInfo {
     pub tmpfs: Option<PathBuf>,
     /// Things the run should know (e.g. "drop_caches skipped: not root").
     pub notes: Vec<String>,
+    /// `vm` mode: the guest (accelerator, kernel, ports, how it shut down).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm: Option<vm::VmInfo>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Vm(#[from] vm::VmError),
     #[error("{action} {path}: {source}{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Io {
         action: &'static str,
@@ -62,23 +137,40 @@ pub enum MachineError {
     },
 }
 
-/// Sets up the machine a scenario asks for. `run_id` names the cgroup;
-/// `scratch` is where a tmpfs is mounted.
-pub fn open(
-    spec: &MachineSpec,
-    run_id: &str,
-    scratch: &Path,
-) -> Result<Box<dyn Machine>, MachineError> {
+/// Sets up the machine a scenario asks for.
+pub fn open(spec: &MachineSpec, setup: &Setup<'_>) -> Result<Box<dyn Machine>, MachineError> {
     let mut notes = Vec::new();
     if spec.drop_caches {
         notes.push(drop_page_cache());
     }
     let machine: Box<dyn Machine> = match spec.mode {
-        Mode::Cgroup => Box::new(cgroup::CgroupMachine::create(spec, run_id, scratch, notes)?),
+        Mode::Cgroup => Box::new(cgroup::CgroupMachine::create(
+            spec,
+            setup.run_id,
+            setup.scratch,
+            notes,
+        )?),
         Mode::Machine => Box::new(host::HostMachine::new(true, notes)),
         Mode::None => Box::new(host::HostMachine::new(false, notes)),
+        Mode::Vm => Box::new(vm::VmMachine::open(spec, setup, notes)?),
     };
     Ok(machine)
+}
+
+/// Sizes of `db` and its `-wal` and `-shm` files on this host.
+pub(crate) fn local_file_sizes(db: &Path) -> Option<FileSizes> {
+    let size = |suffix: &str| {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        std::fs::metadata(PathBuf::from(path))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    Some(FileSizes {
+        db_bytes: std::fs::metadata(db).ok()?.len(),
+        wal_bytes: size("-wal"),
+        shm_bytes: size("-shm"),
+    })
 }
 
 /// Writes back dirty pages and drops clean page cache, so a run starts cold.

@@ -150,8 +150,12 @@ struct Events {
 
 impl Events {
     fn record(&self, event: &str, detail: serde_json::Value) {
+        self.record_at(self.started.elapsed().as_millis() as u64, event, detail);
+    }
+
+    fn record_at(&self, t_ms: u64, event: &str, detail: serde_json::Value) {
         let event = run_format::Event {
-            t_ms: self.started.elapsed().as_millis() as u64,
+            t_ms,
             event: event.to_owned(),
             detail,
         };
@@ -199,7 +203,14 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         .prefix("sharerig-data-")
         .tempdir()
         .map_err(io("creating the server's data dir"))?;
-    let mut machine = machine::open(&scenario.machine, &run_id, data.path())?;
+    let setup = machine::Setup {
+        run_id: &run_id,
+        scratch: data.path(),
+        workspace: Some(&options.workspace),
+        server_binary: Some(&binary),
+        interval: scenario.sampling.interval,
+    };
+    let mut machine = machine::open(&scenario.machine, &setup)?;
     let mut meta = Meta {
         rig_version: env!("CARGO_PKG_VERSION"),
         scenario: scenario.name.clone(),
@@ -228,6 +239,8 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
     if let Err(e) = machine.teardown() {
         tracing::warn!(error = %e, "tearing down the machine");
     }
+    // What the machine learnt while running (a guest's kernel, MemTotal, shutdown).
+    meta.machine = machine.info();
     meta.finished_at = Some(Utc::now());
     write_json(&dir.join(files::META), &meta)?;
     let outcome = outcome?;
@@ -370,6 +383,7 @@ async fn drive(
             }
         }
     }
+    record_oom_kills(&events, machine);
     if let Some((exit, at)) = &died {
         events.record(
             "server-died",
@@ -393,9 +407,11 @@ async fn drive(
         live.finish();
     }
     let died_at_ms = died.as_ref().map(|(_, at)| *at);
+    // Also after a death: a guest still has to power off.
+    let stopped = server.stop().await;
     let exit = match died {
         Some((exit, _)) => exit,
-        None => server.stop().await,
+        None => stopped,
     };
     events.record(
         "server-stopped",
@@ -417,6 +433,22 @@ async fn drive(
         peaks,
         last_samples,
     })
+}
+
+/// `oom-kill` events at the time the machine saw them (the guest kernel's
+/// console in `vm` mode), with the victim and the kernel's line.
+fn record_oom_kills(events: &Events, machine: &dyn Machine) {
+    for kill in machine.oom_kill_log() {
+        let at = kill
+            .at
+            .saturating_duration_since(events.started)
+            .as_millis() as u64;
+        events.record_at(
+            at,
+            "oom-kill",
+            serde_json::json!({ "pid": kill.pid, "process": kill.process, "line": kill.line }),
+        );
+    }
 }
 
 /// Peaks over all samples and the last few samples.

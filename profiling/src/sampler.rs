@@ -15,7 +15,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::machine::Probe;
-use run_format::{FileSizes, Sample};
+use run_format::Sample;
 
 /// What the sampler watches.
 pub struct Target {
@@ -80,25 +80,37 @@ impl Sampler {
     }
 
     /// One sample: /proc and the cgroup on a blocking thread, the server's
-    /// stats over HTTP, both bounded by the interval.
+    /// stats over HTTP (or from the probe), both bounded by the interval.
     pub async fn take(&self, http: &reqwest::Client) -> Sample {
         let t_ms = self.started.elapsed().as_millis() as u64;
         let probe = Arc::clone(&self.probe);
         let pid = self.target.pid;
         let db = self.target.db.clone();
+        let via_probe = self.probe.provides_server_stats();
         let local = tokio::task::spawn_blocking(move || {
             (
                 probe.process(pid).ok(),
                 probe.machine().ok(),
-                memstat::system::read().ok(),
-                file_sizes(&db),
+                probe.system(),
+                probe.files(&db),
+                via_probe.then(|| probe.server_stats()).flatten(),
             )
         });
-        let stats = fetch_stats(http, &self.target.debug_url);
-        let (local, server) = tokio::join!(tokio::time::timeout(self.interval, local), stats);
-        let (process, machine, system, files) = match local {
+        let fetched = async {
+            match via_probe {
+                true => None,
+                false => fetch_stats(http, &self.target.debug_url).await,
+            }
+        };
+        let (local, fetched) = tokio::join!(tokio::time::timeout(self.interval, local), fetched);
+        let (process, machine, system, files, probed) = match local {
             Ok(Ok(readings)) => readings,
-            _ => (None, None, None, None),
+            _ => (None, None, None, None, None),
+        };
+        let server = if via_probe {
+            probed.and_then(keep_stats)
+        } else {
+            fetched
         };
         Sample {
             t_ms,
@@ -112,9 +124,9 @@ impl Sampler {
     }
 }
 
-/// The parts of `/debug/stats` the rig keeps (the rest it reads itself).
+/// `/debug/stats` over HTTP.
 async fn fetch_stats(http: &reqwest::Client, debug_url: &str) -> Option<serde_json::Value> {
-    let mut stats: serde_json::Value = http
+    let stats: serde_json::Value = http
         .get(format!("{debug_url}/debug/stats"))
         .send()
         .await
@@ -122,6 +134,11 @@ async fn fetch_stats(http: &reqwest::Client, debug_url: &str) -> Option<serde_js
         .json()
         .await
         .ok()?;
+    keep_stats(stats)
+}
+
+/// The parts of `/debug/stats` the rig keeps (the rest it reads itself).
+fn keep_stats(mut stats: serde_json::Value) -> Option<serde_json::Value> {
     let object = stats.as_object_mut()?;
     object.retain(|k, _| {
         matches!(
@@ -130,19 +147,4 @@ async fn fetch_stats(http: &reqwest::Client, debug_url: &str) -> Option<serde_js
         )
     });
     Some(stats)
-}
-
-fn file_sizes(db: &Path) -> Option<FileSizes> {
-    let size = |suffix: &str| {
-        let mut path = db.as_os_str().to_owned();
-        path.push(suffix);
-        std::fs::metadata(PathBuf::from(path))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    };
-    Some(FileSizes {
-        db_bytes: std::fs::metadata(db).ok()?.len(),
-        wal_bytes: size("-wal"),
-        shm_bytes: size("-shm"),
-    })
 }

@@ -40,6 +40,9 @@ pub enum Mode {
     Machine,
     /// No limit: for profiling only.
     None,
+    /// A qemu guest with `memory` of RAM, `cpus` and a `disk`: the kernel,
+    /// page cache and server share the RAM as on a real small VM.
+    Vm,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,9 +50,15 @@ pub enum Mode {
 pub struct MachineSpec {
     #[serde(default)]
     pub mode: Mode,
-    /// The memory limit in `cgroup` mode.
+    /// The memory limit in `cgroup` mode; the guest's RAM in `vm` mode.
     #[serde(default = "default_memory")]
     pub memory: Size,
+    /// `vm` mode: the guest's CPUs.
+    #[serde(default = "default_cpus")]
+    pub cpus: u32,
+    /// `vm` mode: the size of the guest's data disk (sparse on the host).
+    #[serde(default = "default_disk")]
+    pub disk: Size,
     /// A tmpfs of this size as the server's TMPDIR, charged to its cgroup (a
     /// small VM's /tmp lives in RAM). Root only.
     #[serde(default)]
@@ -63,11 +72,21 @@ fn default_memory() -> Size {
     Size(256 << 20)
 }
 
+fn default_cpus() -> u32 {
+    1
+}
+
+fn default_disk() -> Size {
+    Size(4 << 30)
+}
+
 impl Default for MachineSpec {
     fn default() -> Self {
         MachineSpec {
             mode: Mode::Cgroup,
             memory: default_memory(),
+            cpus: default_cpus(),
+            disk: default_disk(),
             tmpfs: None,
             drop_caches: false,
         }
@@ -175,6 +194,9 @@ impl Scenario {
                 "machine.memory {} is below 8 MiB",
                 scenario.machine.memory
             )));
+        }
+        if scenario.machine.mode == Mode::Vm {
+            crate::machine::vm::check_spec(&scenario.machine).map_err(invalid)?;
         }
         if scenario.sampling.interval < Duration::from_millis(10) {
             return Err(invalid("sampling.interval must be at least 10ms".into()));

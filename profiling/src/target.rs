@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout};
 
 use crate::machine::Machine;
+use crate::machine::vm::Guest;
 use crate::scenario::ServerSpec;
 
 /// A cold start on a 256 MiB cgroup takes well under a second; 30 s covers a loaded CI host.
@@ -106,18 +107,28 @@ impl Exit {
 
 /// A running server.
 pub struct Server {
-    child: Child,
+    process: Process,
+    /// Its pid (inside the guest in `vm` mode).
     pub pid: u32,
     pub base_url: String,
     pub debug_url: String,
     pub log: PathBuf,
-    /// Kept open so the server never writes to a closed pipe.
-    _stdout: tokio::io::Lines<BufReader<ChildStdout>>,
+}
+
+enum Process {
+    Local {
+        child: Box<Child>,
+        /// Kept open so the server never writes to a closed pipe.
+        _stdout: tokio::io::Lines<BufReader<ChildStdout>>,
+    },
+    Guest(Guest),
 }
 
 impl Server {
     /// Starts `binary` inside `machine` on loopback ports, with its database
-    /// at `db` and its log at `log`, and waits until `/healthz` answers.
+    /// at `db` and its log at `log`, and waits until `/healthz` answers. In
+    /// `vm` mode the machine boots its guest with the server inside instead
+    /// (`binary` is already in the guest's initramfs, `db` on its disk).
     pub async fn start(
         machine: &dyn Machine,
         binary: &Path,
@@ -126,12 +137,20 @@ impl Server {
         log: &Path,
         secret: &str,
     ) -> Result<Server, TargetError> {
+        if let Some(vm) = machine.vm() {
+            return vm.start(extra_args, log, secret).await;
+        }
+        let mut command = machine
+            .command(binary)
+            .ok_or_else(|| TargetError::NoStart {
+                reason: "this machine runs no local processes".into(),
+                log_tail: String::new(),
+            })?;
         let log_file = std::fs::File::create(log).map_err(|source| TargetError::Spawn {
             program: log.to_owned(),
             source,
         })?;
-        let mut child = machine
-            .command(binary)
+        let mut child = command
             .arg("--db")
             .arg(db)
             .args([
@@ -180,26 +199,52 @@ impl Server {
         let debug_url = next_address("share-server debug listening on ").await?;
         wait_healthy(&base_url).await.map_err(no_start)?;
         Ok(Server {
-            child,
+            process: Process::Local {
+                child: Box::new(child),
+                _stdout: lines,
+            },
             pid,
             base_url,
             debug_url,
             log: log.to_owned(),
-            _stdout: lines,
         })
+    }
+
+    /// A server running in a booted guest.
+    pub(crate) fn in_guest(
+        guest: Guest,
+        pid: u32,
+        base_url: String,
+        debug_url: String,
+        log: PathBuf,
+    ) -> Server {
+        Server {
+            process: Process::Guest(guest),
+            pid,
+            base_url,
+            debug_url,
+            log,
+        }
     }
 
     /// `Some` once the server has exited (on its own or killed).
     pub fn try_exit(&mut self) -> Option<Exit> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(Exit::from_status(status, false)),
-            _ => None,
+        match &mut self.process {
+            Process::Local { child, .. } => match child.try_wait() {
+                Ok(Some(status)) => Some(Exit::from_status(status, false)),
+                _ => None,
+            },
+            Process::Guest(guest) => guest.try_exit(),
         }
     }
 
     /// Waits for the server to exit on its own.
     pub async fn wait(&mut self) -> Exit {
-        match self.child.wait().await {
+        let child = match &mut self.process {
+            Process::Local { child, .. } => child,
+            Process::Guest(guest) => return guest.wait().await,
+        };
+        match child.wait().await {
             Ok(status) => Exit::from_status(status, false),
             Err(_) => Exit {
                 code: None,
@@ -209,19 +254,25 @@ impl Server {
         }
     }
 
-    /// SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]. A server that already
-    /// died reports how.
+    /// SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]; a guest is then
+    /// powered off. A server that already died reports how.
     pub async fn stop(mut self) -> Exit {
-        if let Some(exit) = self.try_exit() {
+        if let Some(exit) = self.try_exit()
+            && matches!(self.process, Process::Local { .. })
+        {
             return exit;
         }
+        let mut child = match self.process {
+            Process::Local { child, .. } => child,
+            Process::Guest(guest) => return guest.stop().await,
+        };
         let pid = nix::unistd::Pid::from_raw(self.pid as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let status = match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
+        let status = match tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
             Ok(Ok(status)) => status,
             _ => {
-                let _ = self.child.kill().await;
-                match self.child.wait().await {
+                let _ = child.kill().await;
+                match child.wait().await {
                     Ok(status) => status,
                     Err(_) => {
                         return Exit {
@@ -238,6 +289,11 @@ impl Server {
 }
 
 async fn wait_healthy(base_url: &str) -> Result<(), String> {
+    wait_healthy_until(base_url, Instant::now() + START_TIMEOUT).await
+}
+
+/// Polls `/healthz` until it answers 200 or `deadline` passes.
+pub(crate) async fn wait_healthy_until(base_url: &str, deadline: Instant) -> Result<(), String> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
@@ -247,9 +303,10 @@ async fn wait_healthy(base_url: &str) -> Result<(), String> {
     loop {
         match http.get(format!("{base_url}/healthz")).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
-            _ if started.elapsed() > START_TIMEOUT => {
+            _ if Instant::now() > deadline => {
                 return Err(format!(
-                    "/healthz did not answer 200 within {START_TIMEOUT:?}"
+                    "/healthz did not answer 200 within {:?}",
+                    started.elapsed()
                 ));
             }
             _ => tokio::time::sleep(Duration::from_millis(50)).await,

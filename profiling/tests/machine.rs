@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use loadgen::ByteSize as Size;
-use profiling::machine;
+use profiling::machine::{self, Setup};
 use profiling::sampler::{Phase, Sampler, Target};
 use profiling::scenario::{MachineSpec, Mode};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -36,8 +36,7 @@ fn spec(memory: u64) -> MachineSpec {
     MachineSpec {
         mode: Mode::Cgroup,
         memory: Size(memory),
-        tmpfs: None,
-        drop_caches: false,
+        ..MachineSpec::default()
     }
 }
 
@@ -49,13 +48,18 @@ fn run_id(name: &str) -> String {
 async fn an_oom_kill_in_a_64_mib_cgroup_is_reported_with_its_time() {
     require_cgroups!();
     let scratch = tempfile::tempdir().unwrap();
-    let mut machine = machine::open(&spec(64 << 20), &run_id("oom"), scratch.path()).unwrap();
+    let mut machine = machine::open(
+        &spec(64 << 20),
+        &Setup::local(&run_id("oom"), scratch.path()),
+    )
+    .unwrap();
     let cgroup_dir = machine.info().cgroup_path.unwrap();
     let before = machine.oom_kills().unwrap();
 
     let started = Instant::now();
     let mut child = machine
         .command(Path::new(env!("CARGO_BIN_EXE_memhog")))
+        .unwrap()
         .spawn()
         .unwrap();
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
@@ -86,10 +90,15 @@ async fn an_oom_kill_in_a_64_mib_cgroup_is_reported_with_its_time() {
 async fn the_cgroup_is_removed_even_with_a_process_inside() {
     require_cgroups!();
     let scratch = tempfile::tempdir().unwrap();
-    let mut machine = machine::open(&spec(64 << 20), &run_id("busy"), scratch.path()).unwrap();
+    let mut machine = machine::open(
+        &spec(64 << 20),
+        &Setup::local(&run_id("busy"), scratch.path()),
+    )
+    .unwrap();
     let dir = machine.info().cgroup_path.unwrap();
     let mut child = machine
         .command(Path::new(env!("CARGO_BIN_EXE_memhog")))
+        .unwrap()
         .arg("8")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -123,12 +132,12 @@ async fn sampler_figures_agree_with_proc() {
             mode,
             ..spec(128 << 20)
         },
-        &run_id("agree"),
-        scratch.path(),
+        &Setup::local(&run_id("agree"), scratch.path()),
     )
     .unwrap();
     let mut child = machine
         .command(Path::new(env!("CARGO_BIN_EXE_memhog")))
+        .unwrap()
         .arg("24")
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -103,6 +103,13 @@ pub fn report(a: &Analysis, s: &Summary, svg: &str) -> String {
         s.run.samples,
         s.uploaded_bytes as f64 / GIB
     );
+    if let Some(note) = s.run.timing_note() {
+        let _ = writeln!(
+            b,
+            "<p class=\"muted\"><b>{}</b></p>",
+            esc(&note.replace("**", ""))
+        );
+    }
     b.push_str("<h2>Plots</h2>\n<div class=\"plot\">\n");
     b.push_str(svg);
     let _ = writeln!(

@@ -56,8 +56,12 @@ pub struct RunFacts {
     pub dir: PathBuf,
     pub name: String,
     pub scenario: Option<String>,
-    /// `cgroup`, `machine`, `none` (or `unknown` without meta.json).
+    /// `cgroup`, `machine`, `none`, `vm` (or `unknown` without meta.json).
     pub mode: String,
+    /// `vm` mode: qemu's accelerator, `kvm` or `tcg` (software emulation,
+    /// whose durations and rates are not comparable to native runs).
+    #[serde(default)]
+    pub accel: Option<String>,
     pub limit_bytes: Option<u64>,
     pub duration_s: f64,
     pub samples: usize,
@@ -94,6 +98,19 @@ pub const SUMMARY_JSON: &str = "summary.json";
 pub const PLOT_SVG: &str = "report.svg";
 pub const PLOT_PNG: &str = "report.png";
 
+impl RunFacts {
+    /// What the run's durations and rates can be compared with.
+    pub fn timing_note(&self) -> Option<&'static str> {
+        match self.accel.as_deref()? {
+            "tcg" => Some(
+                "Ran in a qemu guest under TCG (software emulation): durations and rates are \
+                 **not comparable to native runs**; memory figures are.",
+            ),
+            _ => Some("Ran in a qemu guest with KVM: timings are close to native."),
+        }
+    }
+}
+
 impl Summary {
     pub fn of(a: &Analysis) -> Summary {
         let run = &a.run;
@@ -109,6 +126,7 @@ impl Summary {
                 name: run.name(),
                 scenario: str_at("/scenario"),
                 mode: run.mode(),
+                accel: str_at("/machine/vm/accel"),
                 limit_bytes: a.limit_bytes,
                 duration_s: a.timeline.end_s(),
                 samples: a.timeline.len(),
@@ -172,6 +190,9 @@ impl Summary {
             self.run.duration_s,
             self.run.samples
         );
+        if let Some(note) = self.run.timing_note() {
+            let _ = writeln!(md, "{note}\n");
+        }
         md.push_str(
             "| layer | peak (MiB) | at (s) | share of usage peak | r levels | r changes (lag) |\n",
         );

@@ -373,6 +373,8 @@ fn raw_write(store: &Store, id: &EntryId, size: u64) -> Result<Rate> {
         chunk_size: CHUNK_SIZE,
         upload_time_ms: now_millis(),
         expiration: Expiration::Never,
+        max_downloads: None,
+        guest_link: None,
     };
     let mut content = Content::new(size);
     let chunk_len = chunk_len()?;

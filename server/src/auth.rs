@@ -87,7 +87,7 @@ impl Sessions {
 }
 
 /// Our session token from a `Cookie` header, if present.
-fn session_token(value: &HeaderValue) -> Option<&str> {
+pub(crate) fn session_token(value: &HeaderValue) -> Option<&str> {
     value.to_str().ok()?.split(';').find_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
         (name == SESSION_COOKIE).then_some(value)

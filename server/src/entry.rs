@@ -97,6 +97,30 @@ pub fn validate_note(note: &str) -> Result<Option<String>, ValidationError> {
     Ok((!note.is_empty()).then(|| note.to_owned()))
 }
 
+/// Parses a download limit: empty means none, else a whole number of at least 1.
+pub fn parse_max_downloads(s: &str) -> Result<Option<u64>, ValidationError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.parse::<u64>() {
+        Ok(n) => validate_max_downloads(n).map(Some),
+        Err(_) => Err(invalid(format!(
+            "maxDownloads {s:?} is not a whole number of at least 1"
+        ))),
+    }
+}
+
+/// A download limit must allow at least one download, and fit SQLite's integers.
+pub fn validate_max_downloads(n: u64) -> Result<u64, ValidationError> {
+    if n == 0 || n > i64::MAX as u64 {
+        return Err(invalid(format!(
+            "maxDownloads must be at least 1 (got {n}); leave it out for no limit"
+        )));
+    }
+    Ok(n)
+}
+
 /// When an entry expires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiration {
@@ -190,6 +214,10 @@ pub struct Entry {
     /// `null` when the entry never expires.
     pub expires: Option<DateTime<Utc>>,
     pub downloads: u64,
+    /// The entry stops serving after this many downloads (`null`: no limit).
+    pub max_downloads: Option<u64>,
+    /// The guest link it was uploaded through (`null`: uploaded by the owner).
+    pub guest_link_id: Option<String>,
     /// Bytes per stored chunk; fixed per entry so `--chunk-size` may change between runs.
     #[serde(skip)]
     pub chunk_size: u64,
@@ -326,6 +354,16 @@ mod tests {
         assert_eq!(validate_note("").unwrap(), None);
         assert!(validate_note(&"é".repeat(500)).is_ok());
         assert!(validate_note(&"a".repeat(501)).is_err());
+    }
+
+    #[test]
+    fn download_limits() {
+        assert_eq!(parse_max_downloads("").unwrap(), None);
+        assert_eq!(parse_max_downloads(" 3 ").unwrap(), Some(3));
+        assert!(parse_max_downloads("0").is_err());
+        assert!(parse_max_downloads("-1").is_err());
+        assert!(parse_max_downloads("two").is_err());
+        assert!(validate_max_downloads(u64::MAX).is_err());
     }
 
     #[test]

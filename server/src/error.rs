@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::entry::ValidationError;
+use crate::guest_links::Refusal;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,15 @@ pub enum ApiError {
     TooManyAttempts { retry_after: std::time::Duration },
     #[error("not found")]
     NotFound,
+    /// Allowed for nobody right now: a disabled or used-up guest link, a
+    /// cross-origin request.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Gone for good: an expired guest link, a file past its download limit.
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    TooLarge(String),
     #[error("the requested range is outside the file ({size} bytes)")]
     RangeNotSatisfiable { size: u64 },
     #[error("the server's disk is full; the upload was discarded")]
@@ -44,11 +54,21 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound => ApiError::NotFound,
+            StorageError::GuestLinkRefused(r) => r.into(),
             e if e.is_disk_full() => {
                 tracing::error!(error = %e, "disk full");
                 ApiError::InsufficientStorage
             }
             e => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Expired(_) => ApiError::Gone(r.to_string()),
+            Refusal::Disabled | Refusal::UploadLimit(_) => ApiError::Forbidden(r.to_string()),
         }
     }
 }
@@ -60,6 +80,9 @@ impl ApiError {
             ApiError::Unauthorized | ApiError::WrongSecret => StatusCode::UNAUTHORIZED,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,

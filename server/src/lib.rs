@@ -3,13 +3,20 @@
 //!
 //! Module map:
 //! - [`config`]: flags and environment → [`config::ServerConfig`].
-//! - [`entry`]: ids, filename/note/expiration rules, the `Entry` model.
-//! - [`storage`]: all SQL (connections, migrations, entries, chunks, downloads, GC).
+//! - [`entry`]: ids, filename/note/expiration/download-limit rules, the `Entry` model.
+//! - [`guest_links`]: guest link rules (limits, expiry, file lifetime).
+//! - [`settings`]: the default expiration setting and its rules.
+//! - [`storage`]: all SQL (connections, migrations, entries, chunks, downloads,
+//!   guest links, settings, GC).
 //! - [`upload`]: streaming a request body into chunk rows through a bounded channel.
+//! - [`upload_form`]: the multipart form of an upload (owner or guest) into [`upload`].
 //! - [`download`]: Range planning and the chunk-at-a-time response body.
 //! - [`live_uploads`]: uploads in progress, which GC must not touch.
+//! - [`web`]: the HTML pages (askama templates in `server/templates/`) and
+//!   their static CSS/JS; [`system_info`]: the figures of the system page.
+//! - [`csrf`]: the Origin check on cookie-authenticated state changes.
 //! - [`auth`]: shared-secret login, signed session cookies, the login rate limit.
-//! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer.
+//! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer (JSON API).
 //! - [`serve`]: the accept loop (header and idle timeouts, connection cap);
 //!   [`limits`]: its flags and the login limiter's.
 //! - [`multipart_guard`]: bounds on the multipart framing multer buffers whole.
@@ -24,10 +31,12 @@ pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod counters;
+pub mod csrf;
 pub mod download;
 pub mod entry;
 pub mod error;
 pub mod gc;
+pub mod guest_links;
 pub mod handlers;
 pub mod limits;
 pub mod live_uploads;
@@ -36,10 +45,14 @@ pub mod multipart_guard;
 pub mod regressions;
 pub mod routes;
 pub mod serve;
+pub mod settings;
 pub mod state;
 pub mod stats;
 pub mod storage;
+pub mod system_info;
 pub mod upload;
+pub mod upload_form;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -4,11 +4,12 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::error::ApiError;
-use crate::handlers::{auth, debug, download, entries, health};
+use crate::handlers::{auth, debug, download, entries, guest_links, health, settings};
 use crate::state::AppState;
+use crate::{csrf, web};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -30,10 +31,34 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/entry/{id}/downloads", get(entries::download_history))
         .route("/api/entries", get(entries::list))
+        .route(
+            "/api/guest-links",
+            get(guest_links::list).post(guest_links::create),
+        )
+        .route(
+            "/api/guest-links/{id}",
+            axum::routing::delete(guest_links::delete),
+        )
+        .route("/api/guest-links/{id}/enable", put(guest_links::enable))
+        .route("/api/guest-links/{id}/disable", put(guest_links::disable))
+        // Guest uploads stream like owner uploads; the link's byte limit is
+        // enforced inside the stream (`upload_form`).
+        .route(
+            "/api/guest/{id}",
+            post(guest_links::upload)
+                .layer(DefaultBodyLimit::disable())
+                .layer(middleware::map_request(crate::multipart_guard::guard)),
+        )
+        .route("/api/settings", get(settings::get).put(settings::put))
+        .merge(web::routes())
         // `/-{id}`: matched as one segment and checked for the dash in the handler.
         .route("/{token}", get(download::download))
         .route("/{token}/{filename}", get(download::download_named))
         .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            csrf::refuse_cross_origin,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             abort_on_shutdown,

@@ -11,9 +11,11 @@ pub mod chunks;
 pub mod downloads;
 pub mod entries;
 pub mod gc;
+pub mod guest_links;
 pub mod migrations;
 mod pool;
 pub mod reserve;
+pub mod settings;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -82,6 +84,9 @@ pub enum StorageError {
         context: &'static str,
         source: std::io::Error,
     },
+    /// A guest upload the link does not allow (checked with the row's insert).
+    #[error(transparent)]
+    GuestLinkRefused(#[from] crate::guest_links::Refusal),
 }
 
 impl StorageError {
@@ -146,6 +151,11 @@ impl Store {
         Ok(store)
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Recreates the disk reserve if it was used and space allows.
     pub fn refill_reserve(&self) {
         if let Err(e) = self.reserve.fill() {
@@ -194,17 +204,18 @@ impl Store {
 
     /// Sizes of the database, WAL and shared-memory files, in bytes (0 if absent).
     pub fn file_sizes(&self) -> FileSizes {
-        let size = |suffix: Option<&str>| {
-            let path = match suffix {
-                Some(s) => sidecar(&self.path, s),
-                None => self.path.clone(),
-            };
-            std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        // SQLite names them `<db>-wal` and `<db>-shm`.
+        let size = |suffix: &str| {
+            let mut name = self.path.as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(PathBuf::from(name))
+                .map(|m| m.len())
+                .unwrap_or(0)
         };
         FileSizes {
-            db_bytes: size(None),
-            wal_bytes: size(Some("wal")),
-            shm_bytes: size(Some("shm")),
+            db_bytes: size(""),
+            wal_bytes: size("-wal"),
+            shm_bytes: size("-shm"),
         }
     }
 

@@ -101,6 +101,11 @@ impl UploadSink {
         })
     }
 
+    /// File bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Appends body bytes; waits while the writer is behind (backpressure).
     pub async fn write(&mut self, mut data: &[u8]) -> Result<(), StorageError> {
         if self.sniff.len() < SNIFF_BYTES {

@@ -496,3 +496,40 @@ async fn debug_routes_are_not_on_the_public_port() {
     assert_eq!(res.status(), 200, "the debug listener itself works");
     assert!(server.debug_base.starts_with("http://127.0.0.1:"));
 }
+
+/// The guest upload route is open to anyone holding a link: its multipart
+/// framing has the same bounds as the owner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_uploads_have_the_same_framing_bounds() {
+    let dir = DataDir::new();
+    let mut server = TestServer::start(&dir, &[]);
+    server.login().await;
+    let link: serde_json::Value = server
+        .req(Method::POST, "/api/guest-links")
+        .json(&serde_json::json!({"label": "open"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let link = link["id"].as_str().unwrap().to_owned();
+    let before = server.status_kib("VmHWM");
+    let mut body =
+        b"--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\nX-Long: "
+            .to_vec();
+    body.resize(100_000_000, b'h');
+    let res = server
+        .http
+        .post(server.url(&format!("/api/guest/{link}")))
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(body)
+        .send()
+        .await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), 400);
+    }
+    assert_nothing_stored(&dir);
+    let grown_mib = (server.status_kib("VmHWM").saturating_sub(before)) / 1024;
+    assert!(grown_mib < 32, "peak RSS grew by {grown_mib} MiB");
+}

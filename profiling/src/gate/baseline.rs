@@ -176,6 +176,9 @@ pub struct Comparison {
 pub fn compare(baseline: &Baseline, runs: &[RunMetrics]) -> Vec<Comparison> {
     let mut out = Vec::new();
     for (&metric, base) in &baseline.metrics {
+        if !Metric::COMPARED.contains(&metric) {
+            continue; // an older baseline may hold more
+        }
         let current: Vec<f64> = runs.iter().filter_map(|r| r.get(metric)).collect();
         if let Some(c) = compare_one(metric, base, &current) {
             out.push(c);

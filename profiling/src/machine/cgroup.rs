@@ -191,12 +191,13 @@ impl Machine for CgroupMachine {
             cgroup_path: Some(self.cgroup.dir.clone()),
             tmpfs: self.tmpfs.clone(),
             notes: self.notes.clone(),
+            vm: None,
         }
     }
 
     /// `sh` joins the cgroup, then execs the program: it is inside from its
     /// first instruction, with no unsafe `pre_exec`.
-    fn command(&self, program: &Path) -> Command {
+    fn command(&self, program: &Path) -> Option<Command> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
@@ -205,7 +206,7 @@ impl Machine for CgroupMachine {
         if let Some(tmp) = &self.tmpfs {
             cmd.env("TMPDIR", tmp).env("SQLITE_TMPDIR", tmp);
         }
-        cmd
+        Some(cmd)
     }
 
     fn probe(&self) -> Arc<dyn Probe> {

@@ -43,11 +43,12 @@ impl Machine for HostMachine {
             cgroup_path: None,
             tmpfs: None,
             notes: self.notes.clone(),
+            vm: None,
         }
     }
 
-    fn command(&self, program: &Path) -> Command {
-        Command::new(program)
+    fn command(&self, program: &Path) -> Option<Command> {
+        Some(Command::new(program))
     }
 
     fn probe(&self) -> Arc<dyn Probe> {

@@ -58,6 +58,11 @@ async fn serve(
             .run(move |s| entries::get(s, &id, now_millis()))
             .await?
     };
+    if let Some(max) = entry.max_downloads
+        && entry.downloads >= max
+    {
+        return Err(download_limit_reached(max));
+    }
     let validators = Validators::of(&entry);
 
     if header_str(&headers, header::IF_NONE_MATCH).is_some_and(|v| validators.etag_listed(v)) {
@@ -123,7 +128,10 @@ async fn serve(
     let mut response = if method == Method::HEAD {
         Response::new(Body::empty())
     } else {
-        record_download(&state, &id, peer, &headers);
+        match entry.max_downloads {
+            Some(max) => record_limited_download(&state, &id, max, peer, &headers).await?,
+            None => record_download(&state, &id, peer, &headers),
+        }
         let source = Source {
             db: state.db.clone(),
             id,
@@ -178,6 +186,38 @@ fn record_download(state: &AppState, id: &EntryId, peer: SocketAddr, headers: &H
             tracing::warn!(%id, error = %e, "could not record a download");
         }
     });
+}
+
+fn download_limit_reached(max: u64) -> ApiError {
+    ApiError::Gone(format!(
+        "this file has reached its limit of {max} download(s)"
+    ))
+}
+
+/// For an entry with a download limit, the record is the permission: it is
+/// written before the body is sent, and refused (410) once `max` exist.
+/// Every GET counts, ranges included; HEAD does not.
+async fn record_limited_download(
+    state: &AppState,
+    id: &EntryId,
+    max: u64,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let ip = client_ip(peer, headers, state.behind_proxy);
+    let agent = header_str(headers, header::USER_AGENT)
+        .unwrap_or("")
+        .to_owned();
+    let id = id.clone();
+    let recorded = state
+        .db
+        .run(move |s| downloads::record_within_limit(s, &id, max, now_millis(), &ip, &agent))
+        .await?;
+    if recorded {
+        Ok(())
+    } else {
+        Err(download_limit_reached(max))
+    }
 }
 
 /// ETag and Last-Modified of an entry. Content never changes under an id, so

@@ -27,6 +27,30 @@ pub fn record(
     Ok(())
 }
 
+/// Records a download only if the entry has had fewer than `max` so far.
+/// One statement on the single writer, so parallel requests cannot both
+/// take the last download. Returns whether it was recorded (allowed).
+pub fn record_within_limit(
+    store: &Store,
+    id: &EntryId,
+    max: u64,
+    time_ms: i64,
+    client_ip: &str,
+    user_agent: &str,
+) -> Result<bool, StorageError> {
+    let ua = truncate_utf8(user_agent, MAX_USER_AGENT_BYTES);
+    let inserted = store
+        .writer()
+        .execute(
+            "INSERT INTO downloads (entry_id, download_time_ms, client_ip, user_agent)
+             SELECT ?1, ?2, ?3, ?4
+             WHERE (SELECT COUNT(*) FROM downloads WHERE entry_id = ?1) < ?5",
+            params![id.as_str(), time_ms, client_ip, ua, max as i64],
+        )
+        .ctx("recording a limited download")?;
+    Ok(inserted == 1)
+}
+
 /// One recorded download.
 #[derive(Debug, Clone, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,14 +60,18 @@ pub struct Download {
     pub user_agent: String,
 }
 
-/// The history of one entry, newest first.
-pub fn list(store: &Store, id: &EntryId) -> Result<Vec<Download>, StorageError> {
+/// The history of one entry, newest first. `unique`: one row per client
+/// (IP and user agent), at its latest download.
+pub fn list(store: &Store, id: &EntryId, unique: bool) -> Result<Vec<Download>, StorageError> {
     let conn = store.reader();
     let mut stmt = conn
-        .prepare_cached(
+        .prepare_cached(if unique {
+            "SELECT MAX(download_time_ms) AS t, client_ip, user_agent FROM downloads
+             WHERE entry_id = ?1 GROUP BY client_ip, user_agent ORDER BY t DESC"
+        } else {
             "SELECT download_time_ms, client_ip, user_agent FROM downloads
-             WHERE entry_id = ?1 ORDER BY download_time_ms DESC, rowid DESC",
-        )
+             WHERE entry_id = ?1 ORDER BY download_time_ms DESC, rowid DESC"
+        })
         .ctx("preparing the download history")?;
     let rows = stmt
         .query_map([id.as_str()], |r| {

@@ -3,8 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{SqlContext, StorageError, Store, chunks};
+use super::{SqlContext, StorageError, Store, chunks, guest_links};
 use crate::entry::{Entry, EntryId, Expiration};
+use crate::guest_links::GuestLinkId;
 
 /// What an upload knows when it starts.
 #[derive(Clone)]
@@ -14,6 +15,9 @@ pub struct NewUpload {
     pub chunk_size: u64,
     pub upload_time_ms: i64,
     pub expiration: Expiration,
+    pub max_downloads: Option<u64>,
+    /// Set for guest uploads: the link is checked when the row is inserted.
+    pub guest_link: Option<GuestLinkId>,
 }
 
 /// What an upload knows when its body has been received.
@@ -23,24 +27,33 @@ pub struct FinishedUpload {
     pub note: Option<String>,
 }
 
-/// Inserts the in-progress row. Fails with a constraint error if the id exists.
+/// Inserts the in-progress row. Fails with a constraint error if the id
+/// exists, and with [`StorageError::GuestLinkRefused`] if the guest link
+/// takes no more uploads: the check and the insert share one transaction on
+/// the (single) writer, so the rows counted are exactly those that exist.
 pub fn start_upload(store: &Store, upload: &NewUpload) -> Result<(), StorageError> {
-    store
-        .writer()
-        .execute(
-            "INSERT INTO entries (id, filename, content_type, size, chunk_size, note,
-                                  upload_time_ms, expiration_time_ms, state)
-             VALUES (?1, ?2, 'application/octet-stream', 0, ?3, NULL, ?4, ?5, 'uploading')",
-            params![
-                upload.id.as_str(),
-                upload.filename,
-                upload.chunk_size as i64,
-                upload.upload_time_ms,
-                upload.expiration.to_millis()
-            ],
-        )
-        .ctx("inserting an upload")?;
-    Ok(())
+    let mut conn = store.writer();
+    let tx = conn.transaction().ctx("starting an upload")?;
+    if let Some(link) = &upload.guest_link {
+        guest_links::check_upload(&tx, link, upload.upload_time_ms)?;
+    }
+    tx.execute(
+        "INSERT INTO entries (id, filename, content_type, size, chunk_size, note,
+                              upload_time_ms, expiration_time_ms, state,
+                              max_downloads, guest_link_id)
+         VALUES (?1, ?2, 'application/octet-stream', 0, ?3, NULL, ?4, ?5, 'uploading', ?6, ?7)",
+        params![
+            upload.id.as_str(),
+            upload.filename,
+            upload.chunk_size as i64,
+            upload.upload_time_ms,
+            upload.expiration.to_millis(),
+            upload.max_downloads.map(|n| n as i64),
+            upload.guest_link.as_ref().map(GuestLinkId::as_str),
+        ],
+    )
+    .ctx("inserting an upload")?;
+    tx.commit().ctx("committing a new upload")
 }
 
 /// Makes an upload visible. The commit is made durable (`synchronous=FULL`
@@ -108,7 +121,8 @@ pub fn delete_complete(store: &Store, id: &EntryId) -> Result<(), StorageError> 
 
 const ENTRY_COLUMNS: &str = "e.id, e.filename, e.content_type, e.size, e.note, e.upload_time_ms,
      e.expiration_time_ms, e.chunk_size,
-     (SELECT COUNT(*) FROM downloads d WHERE d.entry_id = e.id)";
+     (SELECT COUNT(*) FROM downloads d WHERE d.entry_id = e.id),
+     e.max_downloads, e.guest_link_id";
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
     let uploaded_ms: i64 = row.get(5)?;
@@ -126,6 +140,8 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
         expires,
         chunk_size: row.get::<_, i64>(7)? as u64,
         downloads: row.get::<_, i64>(8)? as u64,
+        max_downloads: row.get::<_, Option<i64>>(9)?.map(|n| n as u64),
+        guest_link_id: row.get(10)?,
     })
 }
 
@@ -170,6 +186,8 @@ pub struct EntryEdit {
     pub expiration: Option<Expiration>,
     /// `Some(None)` clears the note.
     pub note: Option<Option<String>>,
+    /// `Some(None)` removes the download limit.
+    pub max_downloads: Option<Option<u64>>,
 }
 
 /// Applies an edit to a complete, unexpired entry and returns it.
@@ -186,7 +204,8 @@ pub fn update(
                 filename = COALESCE(?2, filename),
                 content_type = COALESCE(?3, content_type),
                 expiration_time_ms = COALESCE(?4, expiration_time_ms),
-                note = CASE WHEN ?5 THEN ?6 ELSE note END
+                note = CASE WHEN ?5 THEN ?6 ELSE note END,
+                max_downloads = CASE WHEN ?8 THEN ?9 ELSE max_downloads END
              WHERE id = ?1 AND state = 'complete' AND expiration_time_ms > ?7",
             params![
                 id.as_str(),
@@ -195,7 +214,9 @@ pub fn update(
                 edit.expiration.map(Expiration::to_millis),
                 edit.note.is_some(),
                 edit.note.clone().flatten(),
-                now_ms
+                now_ms,
+                edit.max_downloads.is_some(),
+                edit.max_downloads.flatten().map(|n| n as i64),
             ],
         )
         .ctx("updating an entry")?;
@@ -205,22 +226,15 @@ pub fn update(
     get_with(&conn, id, now_ms)
 }
 
-/// Default expiration for new uploads, in days (`None`: never). Settings
-/// editing arrives with the web UI; until then this is the reference's default.
-pub fn default_expiration_days(store: &Store) -> Result<Option<u32>, StorageError> {
-    const DEFAULT_DAYS: u32 = 30;
-    let value: Option<String> = store
+/// Sum of the sizes of complete entries (expired ones not yet collected included).
+pub fn total_size(store: &Store) -> Result<u64, StorageError> {
+    store
         .reader()
         .query_row(
-            "SELECT value FROM settings WHERE key = 'default_expiration_days'",
+            "SELECT COALESCE(SUM(size), 0) FROM entries WHERE state = 'complete'",
             [],
-            |r| r.get(0),
+            |r| r.get::<_, i64>(0),
         )
-        .optional()
-        .ctx("reading settings")?;
-    Ok(match value.as_deref() {
-        None => Some(DEFAULT_DAYS),
-        Some("never") => None,
-        Some(v) => Some(v.parse().unwrap_or(DEFAULT_DAYS)),
-    })
+        .map(|n| n as u64)
+        .ctx("summing entry sizes")
 }

@@ -47,6 +47,30 @@ const MIGRATIONS: &[&str] = &[
         value  TEXT NOT NULL
     );
     "#,
+    // 2: guest links, which link uploaded an entry, per-entry download limits.
+    r#"
+    CREATE TABLE guest_links (
+        id                      TEXT PRIMARY KEY NOT NULL,
+        label                   TEXT NOT NULL,
+        -- NULL: no limit.
+        max_file_bytes          INTEGER,
+        max_file_uploads        INTEGER,
+        -- Lifetime of files uploaded through the link, in seconds; NULL: never expire.
+        file_lifetime_s         INTEGER,
+        created_time_ms         INTEGER NOT NULL,
+        url_expiration_time_ms  INTEGER NOT NULL,
+        disabled                INTEGER NOT NULL DEFAULT 0
+    );
+
+    -- The link an entry came through (NULL: an owner's upload). Its uploads
+    -- are counted from these rows, 'uploading' ones included, so parallel
+    -- guest uploads cannot pass a link's limit together.
+    ALTER TABLE entries ADD COLUMN guest_link_id TEXT;
+    CREATE INDEX entries_by_guest_link ON entries (guest_link_id);
+
+    -- NULL: unlimited; else the entry stops serving after this many downloads.
+    ALTER TABLE entries ADD COLUMN max_downloads INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

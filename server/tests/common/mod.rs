@@ -358,3 +358,15 @@ pub async fn eventually(timeout: Duration, what: &str, mut check: impl FnMut() -
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Status and `error` message of a JSON error response.
+pub async fn error_of(res: reqwest::Response) -> (reqwest::StatusCode, String) {
+    let status = res.status();
+    let text = res.text().await.expect("error body");
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("a JSON error body, got {status} {text:?}"));
+    (
+        status,
+        body["error"].as_str().expect("error message").to_owned(),
+    )
+}

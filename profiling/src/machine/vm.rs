@@ -1,0 +1,324 @@
+//! `vm` mode: the server runs in a qemu guest with the scenario's RAM, CPUs
+//! and disk, so the guest kernel, its page cache, dirty pages and the server
+//! share the same memory as on a real 256 MB VM (a cgroup limit only charges
+//! the server's own pages). See `docs/vm-mode.md`.
+//!
+//! - [`assets`]: the agent binary, the kernel and initramfs (built by
+//!   `scripts/vm-assets.sh` from Debian packages, cached), the run's disk.
+//! - [`qemu`]: KVM or TCG, the qemu command line.
+//! - [`guest`]: a booted guest: its console, its agent, its end.
+//! - [`agent`]: the agent's sample stream, parsed.
+//! - [`console`]: OOM kills and panics on the guest kernel's console.
+//!
+//! The samples have the same schema as a cgroup run's: the machine's figures
+//! from the guest's `/proc/meminfo` (limit: the guest's MemTotal), the
+//! server's from its `/proc/<pid>/status` in the guest, `/debug/stats` as
+//! the agent fetched them.
+
+pub mod agent;
+pub mod assets;
+pub mod console;
+pub mod guest;
+pub mod qemu;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::process::Command;
+
+use super::{Machine, MachineError, MachineInfo, OomKill, Probe, Setup};
+use crate::scenario::{MachineSpec, Mode};
+use guest::Shared;
+use memstat::system::SystemMemory;
+use run_format::{FileSizes, MachineMemory, ProcessSample};
+
+pub use guest::Guest;
+
+/// The Debian packages vm mode needs on the host.
+pub const APT_LINE: &str =
+    "apt-get install -y qemu-system-x86 busybox-static cpio e2fsprogs binutils";
+
+/// Below this a Debian kernel with the server does not boot usefully.
+const MIN_MEMORY: u64 = 96 << 20;
+/// The data disk holds the database and its reserve file.
+const MIN_DISK: u64 = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("vm mode needs {what}; install it with: {APT_LINE}")]
+    Missing { what: String },
+    #[error("vm mode: {0}")]
+    Setup(String),
+}
+
+/// The scenario's `[machine]` makes sense for a guest.
+pub fn check_spec(spec: &MachineSpec) -> Result<(), String> {
+    if spec.memory.0 < MIN_MEMORY {
+        return Err(format!(
+            "machine.memory {} is below {} MiB, too small to boot the guest",
+            spec.memory,
+            MIN_MEMORY >> 20
+        ));
+    }
+    if !(1..=64).contains(&spec.cpus) {
+        return Err(format!("machine.cpus {} must be 1 to 64", spec.cpus));
+    }
+    if spec.disk.0 < MIN_DISK {
+        return Err(format!(
+            "machine.disk {} is below {} MiB",
+            spec.disk,
+            MIN_DISK >> 20
+        ));
+    }
+    if spec.tmpfs.is_some() {
+        return Err("machine.tmpfs does not apply to vm mode: the guest's /tmp is already a tmpfs in its RAM".into());
+    }
+    Ok(())
+}
+
+/// What `meta.json` records about the guest (under `machine.vm`).
+#[derive(Debug, Clone, Serialize)]
+pub struct VmInfo {
+    /// `kvm` or `tcg`.
+    pub accel: qemu::Accel,
+    /// Why this accelerator.
+    pub accel_reason: String,
+    /// False under TCG: durations and rates are not comparable to native runs.
+    pub timings_comparable: bool,
+    pub memory_bytes: u64,
+    pub cpus: u32,
+    pub disk_bytes: u64,
+    /// The guest kernel (Debian's linux-image-amd64 of the day).
+    pub kernel: String,
+    pub initramfs: PathBuf,
+    /// MemTotal inside the guest: the RAM left after the kernel's own
+    /// reservations, and the limit the verdict is judged against.
+    pub guest_mem_total_bytes: Option<u64>,
+    pub qemu_pid: Option<u32>,
+    /// The server's pid inside the guest.
+    pub server_pid: Option<u32>,
+    /// Loopback ports on the host forwarded to the server and its debug listener.
+    pub host_port: Option<u16>,
+    pub debug_host_port: Option<u16>,
+    /// From starting qemu to the server answering `/healthz`.
+    pub boot_seconds: Option<f64>,
+    /// How the guest ended (powered off by itself, or killed after a timeout).
+    pub shutdown: Option<String>,
+    pub console_log: Option<PathBuf>,
+}
+
+pub struct VmMachine {
+    memory: u64,
+    cpus: u32,
+    disk: u64,
+    qemu: PathBuf,
+    accel: qemu::Accel,
+    accel_reason: String,
+    assets: assets::Assets,
+    workspace: PathBuf,
+    scratch: PathBuf,
+    interval: Duration,
+    notes: Vec<String>,
+    shared: Arc<Shared>,
+}
+
+impl VmMachine {
+    /// Checks the host, builds the agent and the guest's assets (cached),
+    /// picks the accelerator. The guest boots with the server, in [`VmMachine::start`].
+    pub fn open(
+        spec: &MachineSpec,
+        setup: &Setup<'_>,
+        mut notes: Vec<String>,
+    ) -> Result<VmMachine, VmError> {
+        check_spec(spec).map_err(VmError::Setup)?;
+        let (Some(workspace), Some(server)) = (setup.workspace, setup.server_binary) else {
+            return Err(VmError::Setup(
+                "the workspace and the server binary are needed to build the guest".into(),
+            ));
+        };
+        let qemu = qemu::find()?;
+        let agent = assets::build_agent(workspace)?;
+        let assets = assets::build(workspace, server, &agent)?;
+        let (accel, accel_reason) = qemu::choose_accel();
+        if accel == qemu::Accel::Tcg {
+            notes.push(format!(
+                "qemu TCG (software emulation, {accel_reason}): durations and rates are not comparable to native runs"
+            ));
+        }
+        Ok(VmMachine {
+            memory: spec.memory.0,
+            cpus: spec.cpus,
+            disk: spec.disk.0,
+            qemu,
+            accel,
+            accel_reason,
+            assets,
+            workspace: workspace.to_owned(),
+            scratch: setup.scratch.to_owned(),
+            interval: setup.interval,
+            notes,
+            shared: Arc::new(Shared::default()),
+        })
+    }
+
+    /// Boots the guest with the server inside (see [`guest::Guest::boot`]).
+    pub async fn start(
+        &self,
+        extra_args: &[String],
+        log: &Path,
+        secret: &str,
+    ) -> Result<crate::target::Server, crate::target::TargetError> {
+        let boot = guest::Boot {
+            qemu: &self.qemu,
+            accel: self.accel,
+            memory: self.memory,
+            cpus: self.cpus,
+            disk: self.disk,
+            assets: &self.assets,
+            workspace: &self.workspace,
+            scratch: &self.scratch,
+            interval: self.interval,
+        };
+        guest::Guest::boot(&boot, Arc::clone(&self.shared), extra_args, log, secret).await
+    }
+}
+
+impl Machine for VmMachine {
+    fn info(&self) -> MachineInfo {
+        let facts = self.shared.facts();
+        let mem_total = self.shared.latest_meminfo().map(|m| m.mem_total_bytes);
+        MachineInfo {
+            mode: Mode::Vm,
+            limit_bytes: Some(mem_total.unwrap_or(self.memory)),
+            memory_source: "guest-meminfo".into(),
+            cgroup_path: None,
+            tmpfs: None,
+            notes: self.notes.clone(),
+            vm: Some(VmInfo {
+                accel: self.accel,
+                accel_reason: self.accel_reason.clone(),
+                timings_comparable: self.accel == qemu::Accel::Kvm,
+                memory_bytes: self.memory,
+                cpus: self.cpus,
+                disk_bytes: self.disk,
+                kernel: facts
+                    .kernel
+                    .unwrap_or_else(|| self.assets.kernel_version.clone()),
+                initramfs: self.assets.initramfs.clone(),
+                guest_mem_total_bytes: mem_total,
+                qemu_pid: facts.qemu_pid,
+                server_pid: facts.server_pid,
+                host_port: facts.host_port,
+                debug_host_port: facts.debug_host_port,
+                boot_seconds: facts.boot_seconds,
+                shutdown: facts.shutdown,
+                console_log: facts.console_log,
+            }),
+        }
+    }
+
+    /// The server runs inside the guest, not as a local process.
+    fn command(&self, _program: &Path) -> Option<Command> {
+        None
+    }
+
+    fn probe(&self) -> Arc<dyn Probe> {
+        Arc::new(VmProbe {
+            shared: Arc::clone(&self.shared),
+            fresh: fresh_within(self.interval),
+        })
+    }
+
+    fn oom_kills(&self) -> Option<u64> {
+        Some(self.shared.oom_kills())
+    }
+
+    fn oom_kill_log(&self) -> Vec<OomKill> {
+        self.shared.oom_kill_log()
+    }
+
+    fn vm(&self) -> Option<&VmMachine> {
+        Some(self)
+    }
+
+    /// Kills a guest left running (the run failed before stopping it).
+    fn teardown(&mut self) -> Result<(), MachineError> {
+        self.shared.kill_qemu();
+        Ok(())
+    }
+}
+
+impl Drop for VmMachine {
+    fn drop(&mut self) {
+        self.shared.kill_qemu();
+    }
+}
+
+/// How old an agent sample may be and still stand for "now": two intervals,
+/// and at least a second (under TCG the agent's ticks can slip).
+fn fresh_within(interval: Duration) -> Duration {
+    (interval * 2).max(Duration::from_secs(1))
+}
+
+/// The guest agent's latest sample, while fresh.
+struct VmProbe {
+    shared: Arc<Shared>,
+    fresh: Duration,
+}
+
+impl VmProbe {
+    fn latest(&self) -> Result<agent::AgentSample, String> {
+        match self.shared.latest() {
+            Some((at, sample)) if at.elapsed() <= self.fresh => Ok(sample),
+            Some((at, _)) => Err(format!(
+                "the guest agent's last sample is {:.1} s old",
+                at.elapsed().as_secs_f64()
+            )),
+            None => Err("no sample from the guest agent yet".into()),
+        }
+    }
+}
+
+impl Probe for VmProbe {
+    fn machine(&self) -> Result<MachineMemory, String> {
+        let s = self.latest()?;
+        let m = s.meminfo.ok_or("the guest's meminfo did not parse")?;
+        let kills = s.oom_kills.unwrap_or(0).max(self.shared.oom_kills());
+        Ok(MachineMemory::from_meminfo(
+            &m,
+            Some(m.mem_total_bytes),
+            Some(kills),
+            s.pressure,
+        ))
+    }
+
+    fn process(&self, _pid: u32) -> Result<ProcessSample, String> {
+        self.latest()?
+            .process
+            .ok_or_else(|| "the server is not running in the guest".into())
+    }
+
+    /// The guest's meminfo: the guest is the whole system the server sees.
+    fn system(&self) -> Option<SystemMemory> {
+        self.latest().ok()?.meminfo
+    }
+
+    fn files(&self, _db: &Path) -> Option<FileSizes> {
+        self.latest().ok()?.files
+    }
+
+    fn provides_server_stats(&self) -> bool {
+        true
+    }
+
+    fn server_stats(&self) -> Option<serde_json::Value> {
+        self.latest().ok()?.stats
+    }
+}
+
+/// Seconds since `start`, for the records.
+fn seconds_since(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64()
+}
