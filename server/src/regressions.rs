@@ -74,8 +74,8 @@ mod mechanisms {
 
     use super::{BUFFERED_MULTIPART_BYTES, Regression, active};
     use crate::entry::EntryId;
-    use crate::storage::entries::FinishedUpload;
-    use crate::storage::{SqlContext, StorageError, Store};
+    use crate::storage::entries::{self, FinishedUpload};
+    use crate::storage::{SqlContext, StorageError, Store, chunks};
 
     /// The per-upload state of bugs 1 and 2, held by the upload sink, so it
     /// lives exactly as long as the request.
@@ -158,24 +158,15 @@ mod mechanisms {
     ) -> Result<bool, StorageError> {
         let mut conn = store.writer();
         let tx = conn.transaction().ctx("starting the upload transaction")?;
-        let mut index = 0i64;
+        let mut index = 0;
         while let Some(chunk) = chunk_rx.blocking_recv() {
-            tx.execute(
-                "INSERT INTO entries_data (id, chunk_index, chunk) VALUES (?1, ?2, ?3)",
-                params![id.as_str(), index, &chunk[..]],
-            )
-            .ctx("inserting a chunk")?;
+            chunks::insert_one(&tx, id, index, &chunk)?;
             index += 1;
         }
         let Ok(done) = finish_rx.blocking_recv() else {
             return Ok(false); // rolled back on drop
         };
-        tx.execute(
-            "UPDATE entries SET size = ?2, content_type = ?3, note = ?4, state = 'complete'
-             WHERE id = ?1 AND state = 'uploading'",
-            params![id.as_str(), done.size as i64, done.content_type, done.note],
-        )
-        .ctx("completing an upload")?;
+        entries::mark_complete(&tx, id, &done)?;
         tx.commit().ctx("committing the upload transaction")?;
         Ok(true)
     }

@@ -22,20 +22,24 @@ pub fn insert(
 ) -> Result<(), StorageError> {
     let mut conn = store.writer();
     let tx = conn.transaction().ctx("starting a chunk transaction")?;
-    {
-        let mut stmt = tx
-            .prepare_cached("INSERT INTO entries_data (id, chunk_index, chunk) VALUES (?1, ?2, ?3)")
-            .ctx("preparing a chunk insert")?;
-        for (i, chunk) in chunks.iter().enumerate() {
-            stmt.execute(params![
-                id.as_str(),
-                (first_index + i as u64) as i64,
-                &chunk[..]
-            ])
-            .ctx("inserting a chunk")?;
-        }
+    for (i, chunk) in chunks.iter().enumerate() {
+        insert_one(&tx, id, first_index + i as u64, chunk)?;
     }
     tx.commit().ctx("committing chunks")
+}
+
+/// One chunk row, inside a transaction the caller holds.
+pub(crate) fn insert_one(
+    conn: &rusqlite::Connection,
+    id: &EntryId,
+    index: u64,
+    chunk: &[u8],
+) -> Result<(), StorageError> {
+    conn.prepare_cached("INSERT INTO entries_data (id, chunk_index, chunk) VALUES (?1, ?2, ?3)")
+        .ctx("preparing a chunk insert")?
+        .execute(params![id.as_str(), index as i64, chunk])
+        .ctx("inserting a chunk")
+        .map(drop)
 }
 
 /// Reads bytes `start..end` of one chunk (offsets within the chunk).

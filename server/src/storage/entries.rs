@@ -67,13 +67,7 @@ pub fn finish_upload(
     let conn = store.writer();
     conn.pragma_update(None, "synchronous", "FULL")
         .ctx("raising durability")?;
-    let updated = conn
-        .execute(
-            "UPDATE entries SET size = ?2, content_type = ?3, note = ?4, state = 'complete'
-             WHERE id = ?1 AND state = 'uploading'",
-            params![id.as_str(), done.size as i64, done.content_type, done.note],
-        )
-        .ctx("completing an upload");
+    let updated = mark_complete(&conn, id, done);
     let restored = conn
         .pragma_update(None, "synchronous", "NORMAL")
         .ctx("restoring durability");
@@ -81,6 +75,21 @@ pub fn finish_upload(
         0 => Err(StorageError::NotFound),
         _ => restored,
     }
+}
+
+/// The row update that makes an upload `complete`, on a connection (or a
+/// transaction) the caller holds. Returns the rows changed (0: not uploading).
+pub(crate) fn mark_complete(
+    conn: &rusqlite::Connection,
+    id: &EntryId,
+    done: &FinishedUpload,
+) -> Result<usize, StorageError> {
+    conn.execute(
+        "UPDATE entries SET size = ?2, content_type = ?3, note = ?4, state = 'complete'
+         WHERE id = ?1 AND state = 'uploading'",
+        params![id.as_str(), done.size as i64, done.content_type, done.note],
+    )
+    .ctx("completing an upload")
 }
 
 /// Removes an entry: its row first (one short transaction, so it disappears
