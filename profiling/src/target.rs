@@ -40,10 +40,23 @@ pub fn build(spec: &ServerSpec, workspace: &Path) -> Result<PathBuf, TargetError
     if let Some(binary) = &spec.binary {
         return Ok(binary.clone());
     }
+    cargo_build(spec, workspace, true)
+}
+
+/// Builds the debug share-server with its default features: what the
+/// end-to-end tests run (a test cannot name another package's binary).
+pub fn build_debug(workspace: &Path) -> Result<PathBuf, TargetError> {
+    cargo_build(&ServerSpec::default(), workspace, false)
+}
+
+fn cargo_build(spec: &ServerSpec, workspace: &Path, release: bool) -> Result<PathBuf, TargetError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--release", "-p", "share-server"]);
+        .args(["build", "-p", "share-server"]);
+    if release {
+        cmd.arg("--release");
+    }
     if spec.no_default_features {
         cmd.arg("--no-default-features");
     }
@@ -54,7 +67,8 @@ pub fn build(spec: &ServerSpec, workspace: &Path) -> Result<PathBuf, TargetError
     if !status.success() {
         return Err(TargetError::Build { status });
     }
-    Ok(target_dir(workspace).join("release").join("share-server"))
+    let profile = if release { "release" } else { "debug" };
+    Ok(target_dir(workspace).join(profile).join("share-server"))
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR`, else `<workspace>/target`.

@@ -13,17 +13,9 @@ fn workspace() -> PathBuf {
         .unwrap()
 }
 
-/// The debug share-server, built if needed (a test cannot name another package's binary).
+/// The debug share-server, built if needed.
 fn server_binary() -> PathBuf {
-    let status = std::process::Command::new(env!("CARGO"))
-        .current_dir(workspace())
-        .args(["build", "-p", "share-server"])
-        .status()
-        .unwrap();
-    assert!(status.success(), "cargo build -p share-server");
-    profiling::target::target_dir(&workspace())
-        .join("debug")
-        .join("share-server")
+    profiling::target::build_debug(&workspace()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
