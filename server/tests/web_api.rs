@@ -100,13 +100,9 @@ async fn settings_are_checked_and_set_the_default_expiration() {
         Value::Null
     );
     // An explicit expiration still wins.
-    let res = server
-        .upload(1, 1000, "c.bin", "?expiration=2099-01-01T00:00:00Z")
+    let id = server
+        .upload_ok_query(1, 1000, "c.bin", "?expiration=2099-01-01T00:00:00Z")
         .await;
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(
         server.get_json(&format!("/api/entry/{id}")).await["expires"],
         "2099-01-01T00:00:00Z"
@@ -130,13 +126,9 @@ async fn a_download_limit_stops_serving_after_n() {
     }
     assert_eq!(dir.count("SELECT COUNT(*) FROM entries"), 0);
 
-    let res = server
-        .upload(2, 100_000, "twice.bin", "?maxDownloads=2")
+    let id = server
+        .upload_ok_query(2, 100_000, "twice.bin", "?maxDownloads=2")
         .await;
-    let id = res.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(
         server.get_json(&format!("/api/entry/{id}")).await["maxDownloads"],
         2

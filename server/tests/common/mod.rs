@@ -205,7 +205,12 @@ impl TestServer {
 
     /// Uploads and returns the new id, asserting success.
     pub async fn upload_ok(&self, seed: u64, size: u64, name: &str) -> String {
-        let res = self.upload(seed, size, name, "").await;
+        self.upload_ok_query(seed, size, name, "").await
+    }
+
+    /// [`TestServer::upload_ok`] with a query string (`?expiration=...`).
+    pub async fn upload_ok_query(&self, seed: u64, size: u64, name: &str, query: &str) -> String {
+        let res = self.upload(seed, size, name, query).await;
         let status = res.status();
         let body = res.text().await.unwrap_or_default();
         assert_eq!(status, 200, "upload failed: {body}");
