@@ -44,23 +44,6 @@ async fn healthy(server: &TestServer) {
     assert_eq!(res.status(), 200);
 }
 
-async fn session_cookie(server: &TestServer) -> String {
-    let res = server
-        .http
-        .post(server.url("/api/auth"))
-        .json(&serde_json::json!({ "sharedSecret": common::SECRET }))
-        .send()
-        .await
-        .unwrap();
-    res.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// Request head and multipart start of an upload announcing `body_len` bytes.
 fn upload_head(cookie: &str, body_len: u64) -> String {
     format!(
@@ -118,7 +101,7 @@ async fn slowloris_clients_are_cut_off_by_the_header_timeout() {
 async fn stalled_uploads_are_cut_off_and_leave_nothing() {
     let dir = DataDir::new();
     let server = TestServer::start(&dir, &["--header-timeout", "1s", "--idle-timeout", "1s"]);
-    let cookie = session_cookie(&server).await;
+    let cookie = server.session_cookie().await;
     let announced = 50_000_000u64;
     let head = upload_head(&cookie, announced);
     let data = vec![0x42u8; 2_000_000];
@@ -170,7 +153,7 @@ async fn stalled_uploads_are_cut_off_and_leave_nothing() {
 async fn aborts_at_every_phase_leave_nothing() {
     let dir = DataDir::new();
     let server = TestServer::start(&dir, &[]);
-    let cookie = session_cookie(&server).await;
+    let cookie = server.session_cookie().await;
     let head = upload_head(&cookie, 50_000_000);
     let data = vec![0x42u8; 3_000_000];
     let phases: [(&str, Vec<u8>); 5] = [

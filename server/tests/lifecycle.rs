@@ -97,7 +97,7 @@ async fn partial_upload(server: &TestServer, announced: u64, send: u64) -> tokio
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"partial.bin\"\r\n\
                 Content-Type: application/octet-stream\r\n\r\n";
-    let token = cookie(server).await;
+    let token = server.session_cookie().await;
     let req = format!(
         "POST /api/entry HTTP/1.1\r\nHost: {addr}\r\nCookie: {token}\r\n\
          Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\n\r\n{head}",
@@ -113,23 +113,6 @@ async fn partial_upload(server: &TestServer, announced: u64, send: u64) -> tokio
     }
     sock.flush().await.unwrap();
     sock
-}
-
-async fn cookie(server: &TestServer) -> String {
-    let res = server
-        .http
-        .post(server.url("/api/auth"))
-        .json(&serde_json::json!({ "sharedSecret": common::SECRET }))
-        .send()
-        .await
-        .unwrap();
-    res.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

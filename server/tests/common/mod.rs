@@ -144,6 +144,11 @@ impl TestServer {
     }
 
     pub async fn login(&mut self) {
+        self.cookie = Some(self.session_cookie().await);
+    }
+
+    /// Logs in and returns the session cookie's `name=value` (not kept).
+    pub async fn session_cookie(&self) -> String {
         let res = self
             .http
             .post(self.url("/api/auth"))
@@ -158,7 +163,7 @@ impl TestServer {
             .expect("session cookie")
             .to_str()
             .expect("ascii cookie");
-        self.cookie = Some(cookie.split(';').next().expect("cookie pair").to_owned());
+        cookie.split(';').next().expect("cookie pair").to_owned()
     }
 
     /// A request with the session cookie (if logged in).
