@@ -4,5 +4,5 @@
 pub mod body;
 pub mod ranges;
 
-pub use body::{Segment, Source, body_stream};
+pub use body::{Segment, Source, body_stream, buffer_bytes};
 pub use ranges::{RangeRequest, plan_ranges};

@@ -23,6 +23,9 @@ pub enum ApiError {
         retry_after_secs(*retry_after)
     )]
     TooManyAttempts { retry_after: std::time::Duration },
+    /// One client holds too many requests or connections at once.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("not found")]
     NotFound,
     /// Allowed for nobody right now: a disabled or used-up guest link, a
@@ -40,6 +43,12 @@ pub enum ApiError {
     InsufficientStorage,
     #[error("the server is shutting down; try again shortly")]
     ShuttingDown,
+    /// The memory budget stayed full for the whole wait.
+    #[error(transparent)]
+    Busy(#[from] crate::budget::BudgetExhausted),
+    /// A request body slower than `--min-body-rate`.
+    #[error(transparent)]
+    TooSlow(#[from] crate::serve::BodyTooSlow),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -64,6 +73,15 @@ impl From<StorageError> for ApiError {
     }
 }
 
+impl From<crate::upload::UploadError> for ApiError {
+    fn from(e: crate::upload::UploadError) -> Self {
+        match e {
+            crate::upload::UploadError::Storage(e) => e.into(),
+            crate::upload::UploadError::Busy(e) => e.into(),
+        }
+    }
+}
+
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         match r {
@@ -78,14 +96,17 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized | ApiError::WrongSecret => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } | ApiError::TooManyRequests(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
-            ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ShuttingDown | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,10 +128,16 @@ impl IntoResponse for ApiError {
         {
             response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
-        if let ApiError::TooManyAttempts { retry_after } = self {
+        let retry_after = match &self {
+            ApiError::TooManyAttempts { retry_after } => Some(*retry_after),
+            ApiError::Busy(busy) => Some(busy.retry_after),
+            ApiError::TooManyRequests(_) => Some(std::time::Duration::from_secs(1)),
+            _ => None,
+        };
+        if let Some(wait) = retry_after {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs(retry_after)),
+                HeaderValue::from(retry_after_secs(wait)),
             );
         }
         response

@@ -13,12 +13,25 @@ use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::entry::EntryId;
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// A JSON body that could not be read: 413 past the small-body limit,
+/// else 400 saying what was `expected`.
+pub fn bad_json(e: JsonRejection, expected: &str) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::TooLarge(format!(
+            "the request body is larger than {} bytes, the most this endpoint takes",
+            crate::routes::SMALL_BODY_BYTES
+        ));
+    }
+    ApiError::BadRequest(format!("expected {expected}: {}", e.body_text()))
+}
 
 pub fn expected_multipart(e: MultipartRejection) -> ApiError {
     ApiError::BadRequest(format!(

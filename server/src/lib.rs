@@ -17,8 +17,10 @@
 //! - [`csrf`]: the Origin check on cookie-authenticated state changes.
 //! - [`auth`]: shared-secret login, signed session cookies, the login rate limit.
 //! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer (JSON API).
-//! - [`serve`]: the accept loop (header and idle timeouts, connection cap);
-//!   [`limits`]: its flags and the login limiter's.
+//! - [`serve`]: the accept loop (header and idle timeouts, minimum body rate,
+//!   connection caps in all and per client, idle connections closed first);
+//!   [`limits`]: its flags, the memory budget's and the login limiter's.
+//! - [`budget`]: the one memory budget every request buffer draws from.
 //! - [`multipart_guard`]: bounds on the multipart framing multer buffers whole.
 //! - [`gc`]: the periodic collector task.
 //! - [`regressions`]: the story's bugs as opt-in fixtures (`regressions` feature).
@@ -29,6 +31,7 @@
 
 pub mod allocator;
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod counters;
 pub mod csrf;
@@ -82,6 +85,15 @@ impl Server {
         let state = AppState {
             db: Db::new(store),
             sessions: Arc::new(Sessions::new(config.shared_secret.clone())),
+            budget: budget::MemoryBudget::new(
+                config.limits.memory_budget,
+                config.limits.budget_wait,
+            ),
+            // Behind a proxy all connections come from it: limit requests
+            // per forwarded address instead (`routes::limit_per_client`).
+            requests_per_client: config
+                .behind_proxy
+                .then(|| serve::PerClient::new(config.limits.connections.max_per_client)),
             login_limiter: Arc::new(LoginLimiter::new(
                 config.limits.login_burst,
                 config.limits.login_refill,
@@ -131,10 +143,18 @@ impl Server {
         let limits = config.limits.connections;
         let debug_server = debug.map(|debug| {
             let app = routes::debug_router(state.clone());
-            tokio::spawn(serve::serve(debug, app, limits, stop_accepting.clone()))
+            tokio::spawn(serve::serve(
+                debug,
+                app,
+                limits,
+                None,
+                stop_accepting.clone(),
+            ))
         });
         let app = routes::router(state.clone());
-        let serve = serve::serve(listener, app, limits, stop_accepting.clone());
+        let per_client =
+            (!config.behind_proxy).then(|| serve::PerClient::new(limits.max_per_client));
+        let serve = serve::serve(listener, app, limits, per_client, stop_accepting.clone());
         let mut serve = std::pin::pin!(serve);
 
         tokio::select! {

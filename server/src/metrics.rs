@@ -261,6 +261,34 @@ pub fn render(stats: &Stats) -> Result<String, std::fmt::Error> {
         "Uploads being received",
         a.uploads_in_flight,
     );
+    let b = &a.memory_budget;
+    m.bytes(
+        "memory_budget_limit",
+        "What all request buffers may hold together (--memory-budget)",
+        b.limit_bytes,
+    );
+    m.bytes(
+        "memory_budget_in_use",
+        "Bytes of the memory budget held by requests now",
+        b.in_use_bytes,
+    );
+    m.bytes(
+        "memory_budget_peak",
+        "Most of the memory budget held at once since start",
+        b.peak_in_use_bytes,
+    );
+    m.counter(
+        "memory_budget_waits",
+        "Requests that waited for room in the memory budget",
+        None,
+        b.waits_total,
+    );
+    m.counter(
+        "memory_budget_refusals",
+        "Requests refused (503) after waiting for room in the memory budget",
+        None,
+        b.refusals_total,
+    );
     m.gauge(
         "downloads_in_flight",
         "Downloads being sent",

@@ -8,15 +8,28 @@
 //! module follows the body's framing as it streams past, the way multer
 //! reads it, and fails the body once the preamble or one part's headers grow
 //! past their limit; the upload then answers 400 and the connection closes.
+//!
+//! multer also reads every piece of body that is ready before it parses
+//! (`StreamBuffer::poll_stream` loops until `Pending`), so a fast client
+//! could fill its buffer with whatever the socket holds. The guard hands it
+//! at most [`MAX_BURST_BYTES`] per poll, so the parser's buffer stays within
+//! [`MULTIPART_BUFFER_BYTES`], reserved in the memory budget for the whole
+//! request (503 when there is no room).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+
+use crate::budget::Reservation;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// Bytes allowed before the first boundary (clients send none; RFC 2046
 /// allows a preamble, which we keep small).
@@ -25,29 +38,47 @@ pub const MAX_PREAMBLE_BYTES: usize = 16 * 1024;
 /// headers. Browsers send about 150; multer reads at most 32 headers.
 pub const MAX_PART_HEADER_BYTES: usize = 16 * 1024;
 
-/// Wraps the body of a multipart request so it fails past the limits above.
-/// Other requests pass unchanged.
-pub async fn guard(request: Request) -> Request {
+/// Body bytes handed to the parser between two of its waits.
+pub const MAX_BURST_BYTES: usize = 64 * 1024;
+/// What multer may buffer for one request: a burst, the piece that crossed
+/// it (at most hyper's buffer) and one part's headers.
+pub const MULTIPART_BUFFER_BYTES: usize =
+    MAX_BURST_BYTES + crate::serve::MAX_BUFFER_BYTES + MAX_PART_HEADER_BYTES;
+
+/// Wraps the body of a multipart request so it fails past the limits above,
+/// with the parser's buffer reserved in the memory budget. Other requests
+/// pass unchanged.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let boundary = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|ct| multer::parse_boundary(ct).ok());
-    match boundary {
-        Some(boundary) => request.map(|body| {
-            Body::from_stream(Guarded {
-                inner: body.into_data_stream(),
-                framing: Framing::new(&boundary),
-            })
-        }),
-        None => request,
-    }
+    let Some(boundary) = boundary else {
+        return next.run(request).await;
+    };
+    let reserved = match state.budget.reserve(MULTIPART_BUFFER_BYTES as u64).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let request = request.map(|body| {
+        Body::from_stream(Guarded {
+            inner: body.into_data_stream(),
+            framing: Framing::new(&boundary),
+            burst: 0,
+            _reserved: reserved,
+        })
+    });
+    next.run(request).await
 }
 
 /// The body stream with its framing checked as it passes.
 struct Guarded<S> {
     inner: S,
     framing: Framing,
+    /// Bytes handed out since the parser last waited.
+    burst: usize,
+    _reserved: Reservation,
 }
 
 impl<S> Stream for Guarded<S>
@@ -57,10 +88,25 @@ where
     type Item = Result<Bytes, axum::Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = std::task::ready!(self.inner.poll_next_unpin(cx));
+        if self.burst >= MAX_BURST_BYTES {
+            // Let the parser work through what it has before reading more.
+            self.burst = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let item = match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => {
+                self.burst = 0;
+                return Poll::Pending;
+            }
+        };
         Poll::Ready(match item {
             Some(Ok(bytes)) => match self.framing.feed(&bytes) {
-                Ok(()) => Some(Ok(bytes)),
+                Ok(()) => {
+                    self.burst += bytes.len();
+                    Some(Ok(bytes))
+                }
                 Err(e) => Some(Err(axum::Error::new(e))),
             },
             other => other,

@@ -1,28 +1,42 @@
 //! The route table and its layers; handlers live in `handlers/`.
 
+use std::net::SocketAddr;
+
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
 use crate::error::ApiError;
-use crate::handlers::{auth, debug, download, entries, guest_links, health, settings};
+use crate::handlers::{auth, client_ip, debug, download, entries, guest_links, health, settings};
+use crate::serve::HoldBody;
 use crate::state::AppState;
 use crate::{csrf, web};
 
+/// Bodies of every route but the uploads: login, settings, entry edits and
+/// guest-link forms are a few hundred bytes (a note of 2,000 characters
+/// fits); larger ones get 413 before they are read.
+pub const SMALL_BODY_BYTES: usize = 16 * 1024;
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // Uploads read the body as a stream with no size cap (multi-GB files
+    // are the point); their memory is bounded by the `upload` module and
+    // drawn from the budget by the multipart guard and the upload sink. The
+    // link's byte limit of guest uploads is enforced inside the stream.
+    let uploads = Router::new()
+        .route("/api/entry", post(entries::upload))
+        .route("/api/guest/{id}", post(guest_links::upload))
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::multipart_guard::guard,
+        ));
+    let small = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/api/auth", post(auth::login).delete(auth::logout))
-        // Uploads read the body as a stream with no size cap (multi-GB files
-        // are the point); memory stays bounded by `upload` module constants.
-        .route(
-            "/api/entry",
-            post(entries::upload)
-                .layer(DefaultBodyLimit::disable())
-                .layer(middleware::map_request(crate::multipart_guard::guard)),
-        )
         .route(
             "/api/entry/{id}",
             get(entries::get_entry)
@@ -41,19 +55,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/guest-links/{id}/enable", put(guest_links::enable))
         .route("/api/guest-links/{id}/disable", put(guest_links::disable))
-        // Guest uploads stream like owner uploads; the link's byte limit is
-        // enforced inside the stream (`upload_form`).
-        .route(
-            "/api/guest/{id}",
-            post(guest_links::upload)
-                .layer(DefaultBodyLimit::disable())
-                .layer(middleware::map_request(crate::multipart_guard::guard)),
-        )
         .route("/api/settings", get(settings::get).put(settings::put))
         .merge(web::routes())
         // `/-{id}`: matched as one segment and checked for the dash in the handler.
         .route("/{token}", get(download::download))
         .route("/{token}/{filename}", get(download::download_named))
+        .layer(middleware::from_fn_with_state(state.clone(), small_body))
+        .layer(DefaultBodyLimit::max(SMALL_BODY_BYTES));
+    uploads
+        .merge(small)
         .fallback(|| async { ApiError::NotFound })
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -63,7 +73,65 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             abort_on_shutdown,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_per_client,
+        ))
         .with_state(state)
+}
+
+/// A small body is refused past [`SMALL_BODY_BYTES`] when its length says
+/// so, before a byte is read; otherwise its buffer is reserved in the memory
+/// budget while the request runs (the extractors read it whole).
+async fn small_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > SMALL_BODY_BYTES as u64) {
+        return ApiError::TooLarge(format!(
+            "the request body is larger than {SMALL_BODY_BYTES} bytes, the most this endpoint takes"
+        ))
+        .into_response();
+    }
+    let has_body =
+        declared.is_some_and(|len| len > 0) || headers.contains_key(header::TRANSFER_ENCODING);
+    if !has_body {
+        return next.run(request).await;
+    }
+    match state.budget.reserve(SMALL_BODY_BYTES as u64).await {
+        Ok(_reserved) => next.run(request).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Behind a proxy every connection comes from the proxy, so the accept
+/// loop's per-address limit cannot tell clients apart: here requests in
+/// flight are limited per forwarded address instead, until their response
+/// body is done.
+async fn limit_per_client(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(per_client) = &state.requests_per_client else {
+        return next.run(request).await;
+    };
+    let ip = client_ip(peer, request.headers(), true)
+        .parse()
+        .unwrap_or(peer.ip());
+    let Some(slot) = per_client.acquire(ip) else {
+        return ApiError::TooManyRequests(format!(
+            "too many requests in flight from this address ({} at once); retry when some finish",
+            per_client.max()
+        ))
+        .into_response();
+    };
+    next.run(request)
+        .await
+        .map(|body| Body::new(HoldBody::new(body, slot)))
 }
 
 /// Routes of the debug listener; never mounted on the main port.

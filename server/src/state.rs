@@ -14,6 +14,10 @@ use crate::storage::Db;
 pub struct AppState {
     pub db: Db,
     pub sessions: Arc<Sessions>,
+    /// What all requests' buffers may hold together.
+    pub budget: crate::budget::MemoryBudget,
+    /// Behind a proxy: requests in flight per forwarded client address.
+    pub requests_per_client: Option<Arc<crate::serve::PerClient>>,
     /// Login attempts per client address.
     pub login_limiter: Arc<crate::auth::rate_limit::LoginLimiter>,
     pub live_uploads: Arc<LiveUploads>,

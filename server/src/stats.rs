@@ -12,6 +12,7 @@ use memstat::system::SystemMemory;
 use serde::Serialize;
 
 use crate::allocator::{self, AllocatorStats};
+use crate::budget::BudgetStats;
 use crate::counters::CounterValues;
 use crate::state::AppState;
 use crate::storage::FileSizes;
@@ -39,6 +40,8 @@ pub struct Stats {
 #[derive(Debug, Clone, Serialize)]
 pub struct AppStats {
     pub uploads_in_flight: u64,
+    /// The memory budget every request buffer draws from (`budget.rs`).
+    pub memory_budget: BudgetStats,
     #[serde(flatten)]
     pub counters: CounterValues,
     #[serde(flatten)]
@@ -69,6 +72,7 @@ pub fn collect(state: &AppState, cgroup: Option<&Cgroup>) -> Stats {
         system_error,
         app: AppStats {
             uploads_in_flight: state.live_uploads.len() as u64,
+            memory_budget: state.budget.stats(),
             counters: state.counters.snapshot(),
             files: store.file_sizes(),
         },

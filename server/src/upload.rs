@@ -5,7 +5,11 @@
 //! commits a few chunks per short transaction. Nothing else holds file bytes,
 //! so an upload's memory is bounded by
 //! `(1 + UPLOAD_QUEUE_CHUNKS + CHUNKS_PER_TRANSACTION) × chunk_size`
-//! (1.6 MiB at the default 320 KiB chunk), whatever the file size.
+//! (1.6 MiB at the default 320 KiB chunk), whatever the file size. Each
+//! chunk buffer is reserved in the memory budget (`budget.rs`) before it is
+//! filled and given back once the writer has committed it, so all uploads
+//! together stay within the budget: past it, an upload waits for room, then
+//! fails with 503 (and is removed).
 //!
 //! The entry row is inserted as `uploading` before the first chunk and made
 //! `complete` by [`UploadSink::finish`]. If the request ends any other way
@@ -18,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::budget::{BudgetExhausted, MemoryBudget, Reservation};
 use crate::counters::Counters;
 use crate::entry::{EntryId, content_type_for};
 use crate::live_uploads::LiveUpload;
@@ -37,15 +42,34 @@ pub const SNIFF_BYTES: usize = 512;
 /// Attempts at a fresh random id before giving up (a clash is ~1e-17 likely).
 const ID_ATTEMPTS: usize = 5;
 
+/// Why an upload's body could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// No room in the memory budget for the next chunk.
+    #[error(transparent)]
+    Busy(#[from] BudgetExhausted),
+}
+
+/// A full chunk on its way to the writer, with its share of the budget.
+pub struct QueuedChunk {
+    pub bytes: Bytes,
+    pub reserved: Option<Reservation>,
+}
+
 /// The receiving end of one upload, held by the request task.
 pub struct UploadSink {
     id: EntryId,
     filename: String,
     chunk_size: usize,
     buf: BytesMut,
+    /// The budget's bytes for `buf`, taken before it is allocated.
+    reserved: Option<Reservation>,
+    budget: MemoryBudget,
     size: u64,
     sniff: Vec<u8>,
-    chunks: Option<mpsc::Sender<Bytes>>,
+    chunks: Option<mpsc::Sender<QueuedChunk>>,
     counters: Arc<Counters>,
     finish: oneshot::Sender<FinishedUpload>,
     /// `None` once awaited (after the writer stopped early with an error).
@@ -89,7 +113,10 @@ impl UploadSink {
             id: upload.id,
             filename: upload.filename,
             chunk_size,
-            buf: BytesMut::with_capacity(chunk_size),
+            // Allocated (and reserved) when the first bytes arrive.
+            buf: BytesMut::new(),
+            reserved: None,
+            budget: state.budget.clone(),
             size: 0,
             sniff: Vec::new(),
             chunks: Some(chunk_tx),
@@ -106,8 +133,9 @@ impl UploadSink {
         self.size
     }
 
-    /// Appends body bytes; waits while the writer is behind (backpressure).
-    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), StorageError> {
+    /// Appends body bytes; waits while the writer is behind (backpressure)
+    /// or the memory budget is full (then fails after the budget's wait).
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), UploadError> {
         if self.sniff.len() < SNIFF_BYTES {
             let take = data.len().min(SNIFF_BYTES - self.sniff.len());
             self.sniff.extend_from_slice(&data[..take]);
@@ -120,6 +148,7 @@ impl UploadSink {
             // The next buffer is allocated only once the previous one is
             // queued, so an upload never holds an extra empty chunk.
             if self.buf.capacity() == 0 {
+                self.reserved = Some(self.budget.reserve(self.chunk_size as u64).await?);
                 self.buf.reserve(self.chunk_size);
             }
             let take = data.len().min(self.chunk_size - self.buf.len());
@@ -133,9 +162,12 @@ impl UploadSink {
     }
 
     async fn send_buffered(&mut self) -> Result<(), StorageError> {
-        let full = std::mem::take(&mut self.buf);
+        let full = QueuedChunk {
+            bytes: std::mem::take(&mut self.buf).freeze(),
+            reserved: self.reserved.take(),
+        };
         let sent = match &self.chunks {
-            Some(tx) => tx.send(full.freeze()).await.is_ok(),
+            Some(tx) => tx.send(full).await.is_ok(),
             None => false,
         };
         if sent {
@@ -201,7 +233,7 @@ fn write_chunks(
     store: &Store,
     counters: &Counters,
     registration: LiveUpload,
-    mut chunk_rx: mpsc::Receiver<Bytes>,
+    mut chunk_rx: mpsc::Receiver<QueuedChunk>,
     finish_rx: oneshot::Receiver<FinishedUpload>,
 ) -> Result<(), StorageError> {
     let id = registration.id().clone();
@@ -217,18 +249,22 @@ fn write_chunks(
         }
         let mut next_index = 0u64;
         let mut batch = Vec::with_capacity(CHUNKS_PER_TRANSACTION);
+        // The batch's budget, given back once it is committed.
+        let mut reserved = Vec::with_capacity(CHUNKS_PER_TRANSACTION);
         while let Some(first) = chunk_rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < CHUNKS_PER_TRANSACTION {
-                match chunk_rx.try_recv() {
-                    Ok(chunk) => batch.push(chunk),
-                    Err(_) => break,
+            let mut queued = Some(first);
+            while let Some(chunk) = queued.take() {
+                batch.push(chunk.bytes);
+                reserved.push(chunk.reserved);
+                if batch.len() < CHUNKS_PER_TRANSACTION {
+                    queued = chunk_rx.try_recv().ok();
                 }
             }
             chunks::insert(store, &id, next_index, &batch)?;
             Counters::add(&counters.chunks_written, batch.len() as u64);
             next_index += batch.len() as u64;
             batch.clear();
+            reserved.clear();
         }
         match finish_rx.blocking_recv() {
             Ok(done) => entries::finish_upload(store, &id, &done).map(|()| true),

@@ -43,10 +43,14 @@ pub struct GuestRules {
 }
 
 fn bad_multipart(e: MultipartError) -> ApiError {
-    // The causes say what was wrong (e.g. a limit of `multipart_guard`).
+    // The causes say what was wrong (e.g. a limit of `multipart_guard`), or
+    // that the body was too slow (the client's fault, but not malformed).
     let mut msg = format!("malformed multipart body: {}", e.body_text());
     let mut cause = std::error::Error::source(&e);
     while let Some(c) = cause {
+        if let Some(slow) = c.downcast_ref::<crate::serve::BodyTooSlow>() {
+            return ApiError::TooSlow(slow.clone());
+        }
         let text = c.to_string();
         if !msg.contains(&text) {
             msg = format!("{msg}: {text}");

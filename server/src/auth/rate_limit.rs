@@ -14,6 +14,8 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::serve::client_key;
+
 /// Addresses tracked at most. Past this, addresses whose bucket is full again
 /// are forgotten; if none are, the new ones share one bucket. Bounds the map
 /// to about this many × 48 bytes (< 1 MiB).
@@ -82,20 +84,6 @@ impl LoginLimiter {
     /// Addresses currently tracked.
     pub fn tracked(&self) -> usize {
         self.lock().len()
-    }
-}
-
-/// The bucket an address falls in. IPv6 clients get a /64 each (what one
-/// host or customer usually holds), so one machine cannot get fresh buckets
-/// by rotating through its addresses.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let mut segments = v6.segments();
-            segments[4..].fill(0);
-            IpAddr::V6(segments.into())
-        }
     }
 }
 

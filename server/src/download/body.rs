@@ -4,8 +4,10 @@
 //! needed) and hands it to the body through a channel of
 //! [`READ_AHEAD_CHUNKS`]: SQLite reads overlap socket writes, and a slow
 //! client holds at most the chunk being sent, the one queued and the one
-//! being read (3 × chunk_size), never the file. When the client goes away the
-//! channel closes and the reader stops.
+//! being read (3 × chunk_size), never the file. That much is reserved in the
+//! memory budget ([`buffer_bytes`]) before the response starts, and held
+//! until the body is dropped. When the client goes away the channel closes
+//! and the reader stops.
 
 use std::io;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Reservation;
 use crate::counters::{Counters, InFlight};
 use crate::entry::EntryId;
 use crate::storage::{Db, chunks};
@@ -53,6 +56,25 @@ pub struct Source {
     pub counters: Arc<Counters>,
     /// Fires on shutdown: the body then ends with an error (the connection closes).
     pub abort: CancellationToken,
+    /// The body's share of the memory budget ([`buffer_bytes`]).
+    pub reserved: Reservation,
+}
+
+/// What a body of `segments` holds at most: a chunk per file piece, up to
+/// the one being sent, [`READ_AHEAD_CHUNKS`] queued and the one being read
+/// (a piece is read whole from SQLite even for a 1-byte range). Literal
+/// segments (≤ 16 range headers of ~100 bytes) are left out.
+pub fn buffer_bytes(chunk_size: u64, segments: &[Segment]) -> u64 {
+    let pieces: u64 = segments
+        .iter()
+        .map(|s| match s {
+            Segment::File { start, end } if end > start => {
+                (end - 1) / chunk_size - start / chunk_size + 1
+            }
+            _ => 0,
+        })
+        .sum();
+    chunk_size * pieces.min(READ_AHEAD_CHUNKS as u64 + 2)
 }
 
 /// Streams `segments` of the entry; a missing chunk or shutdown ends the
@@ -62,16 +84,33 @@ pub fn body_stream(
     segments: Vec<Segment>,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (tx, rx) = mpsc::channel(READ_AHEAD_CHUNKS);
-    let in_flight = InFlight::download(&source.counters);
+    // Held by the body: released when the response is done or dropped.
+    let held = (InFlight::download(&source.counters), source.reserved);
+    let source = ReadFrom {
+        db: source.db,
+        id: source.id,
+        chunk_size: source.chunk_size,
+        counters: source.counters,
+        abort: source.abort,
+    };
     tokio::spawn(read_segments(source, segments, tx));
-    futures_util::stream::unfold((rx, in_flight), |(mut rx, in_flight)| async move {
+    futures_util::stream::unfold((rx, held), |(mut rx, held)| async move {
         let item = rx.recv().await?;
-        Some((item, (rx, in_flight)))
+        Some((item, (rx, held)))
     })
 }
 
+/// What the reader task needs of a [`Source`].
+struct ReadFrom {
+    db: Db,
+    id: EntryId,
+    chunk_size: u64,
+    counters: Arc<Counters>,
+    abort: CancellationToken,
+}
+
 async fn read_segments(
-    source: Source,
+    source: ReadFrom,
     segments: Vec<Segment>,
     tx: mpsc::Sender<io::Result<Bytes>>,
 ) {
@@ -103,7 +142,7 @@ async fn read_segments(
 }
 
 /// Reads from `start` to the end of its chunk or `end`, whichever is first.
-async fn read_piece(source: &Source, start: u64, end: u64) -> io::Result<Bytes> {
+async fn read_piece(source: &ReadFrom, start: u64, end: u64) -> io::Result<Bytes> {
     let index = start / source.chunk_size;
     let offset = start % source.chunk_size;
     let take = (end - start).min(source.chunk_size - offset);
@@ -113,4 +152,19 @@ async fn read_piece(source: &Source, start: u64, end: u64) -> io::Result<Bytes> 
         .run(move |s| chunks::read(s, &id, index, offset as usize, (offset + take) as usize))
         .await
         .map_err(|e| io::Error::other(format!("reading chunk {index} of {}: {e}", source.id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_is_a_chunk_per_piece_up_to_three() {
+        let file = |start, end| Segment::File { start, end };
+        assert_eq!(buffer_bytes(100, &[file(0, 1)]), 100);
+        assert_eq!(buffer_bytes(100, &[file(99, 101)]), 200);
+        assert_eq!(buffer_bytes(100, &[file(0, 10_000)]), 300);
+        let literal = Segment::Literal(Bytes::from_static(b"--b"));
+        assert_eq!(buffer_bytes(100, &[literal, file(5, 5)]), 0);
+    }
 }

@@ -3,14 +3,13 @@
 use axum::Json;
 use std::net::SocketAddr;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::handlers::{client_ip, is_https};
+use crate::handlers::{bad_json, client_ip, is_https};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -23,9 +22,10 @@ pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Result<Json<Login>, JsonRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    // Before anything else, so a throttled client learns nothing.
+    // Before anything else, the body included, so a throttled client learns
+    // nothing and costs no more than its headers.
     let ip = client_ip(peer, &headers, state.behind_proxy)
         .parse()
         .unwrap_or(peer.ip());
@@ -33,12 +33,9 @@ pub async fn login(
         .login_limiter
         .attempt(ip)
         .map_err(|wait| ApiError::TooManyAttempts { retry_after: wait })?;
-    let Json(login) = body.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected JSON {{\"sharedSecret\": \"...\"}}: {}",
-            e.body_text()
-        ))
-    })?;
+    let Json(login) = Json::<Login>::from_request(request, &state)
+        .await
+        .map_err(|e| bad_json(e, r#"JSON {"sharedSecret": "..."}"#))?;
     if !state.sessions.secret_matches(&login.shared_secret) {
         return Err(ApiError::WrongSecret);
     }

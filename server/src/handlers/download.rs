@@ -12,7 +12,7 @@ use bytes::Bytes;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::download::{RangeRequest, Segment, Source, body_stream, plan_ranges};
+use crate::download::{RangeRequest, Segment, Source, body_stream, buffer_bytes, plan_ranges};
 use crate::entry::{Entry, EntryId};
 use crate::error::ApiError;
 use crate::handlers::client_ip;
@@ -128,6 +128,11 @@ async fn serve(
     let mut response = if method == Method::HEAD {
         Response::new(Body::empty())
     } else {
+        // Room first: a download refused for memory is not recorded.
+        let reserved = state
+            .budget
+            .reserve(buffer_bytes(entry.chunk_size, &segments))
+            .await?;
         match entry.max_downloads {
             Some(max) => record_limited_download(&state, &id, max, peer, &headers).await?,
             None => record_download(&state, &id, peer, &headers),
@@ -138,6 +143,7 @@ async fn serve(
             chunk_size: entry.chunk_size,
             counters: Arc::clone(&state.counters),
             abort: state.abort.clone(),
+            reserved,
         };
         Response::new(Body::from_stream(body_stream(source, segments.clone())))
     };

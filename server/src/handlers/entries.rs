@@ -14,7 +14,7 @@ use crate::entry::{
     validate_note,
 };
 use crate::error::ApiError;
-use crate::handlers::{UploadAnswer, expected_multipart};
+use crate::handlers::{UploadAnswer, bad_json, expected_multipart};
 use crate::state::AppState;
 use crate::storage::downloads::{self, Download};
 use crate::storage::entries::{self, EntryEdit};
@@ -138,10 +138,10 @@ pub async fn edit(
 ) -> Result<Json<Entry>, ApiError> {
     let id = parse_id(&id)?;
     let Json(req) = body.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected JSON with any of filename, expiration, note, maxDownloads: {}",
-            e.body_text()
-        ))
+        bad_json(
+            e,
+            "JSON with any of filename, expiration, note, maxDownloads",
+        )
     })?;
     let filename = req.filename.as_deref().map(validate_filename).transpose()?;
     let edit = EntryEdit {

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::Authenticated;
 use crate::error::ApiError;
 use crate::guest_links::{FileLifetime, GuestLink, GuestLinkId, GuestLinkRequest, NewGuestLink};
-use crate::handlers::{UploadAnswer, expected_multipart};
+use crate::handlers::{UploadAnswer, bad_json, expected_multipart};
 use crate::state::AppState;
 use crate::storage::{guest_links, settings};
 use crate::upload_form::{self, GuestRules, UploadRules};
@@ -33,10 +33,10 @@ pub async fn create(
     body: Result<Json<GuestLinkRequest>, JsonRejection>,
 ) -> Result<Json<GuestLink>, ApiError> {
     let Json(req) = body.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected JSON with any of label, urlExpirationTime, fileLifetime, maxFileBytes, maxFileUploads: {}",
-            e.body_text()
-        ))
+        bad_json(
+            e,
+            "JSON with any of label, urlExpirationTime, fileLifetime, maxFileBytes, maxFileUploads",
+        )
     })?;
     let defaults = state.db.run(settings::get).await?;
     let link = NewGuestLink::from_request(

@@ -6,6 +6,7 @@ use axum::extract::rejection::JsonRejection;
 
 use crate::auth::Authenticated;
 use crate::error::ApiError;
+use crate::handlers::bad_json;
 use crate::settings::{Settings, SettingsJson};
 use crate::state::AppState;
 use crate::storage::settings;
@@ -24,12 +25,8 @@ pub async fn put(
     _auth: Authenticated,
     body: Result<Json<SettingsJson>, JsonRejection>,
 ) -> Result<Json<SettingsJson>, ApiError> {
-    let Json(json) = body.map_err(|e| {
-        ApiError::BadRequest(format!(
-            "expected JSON with defaultExpirationDays or defaultNeverExpire: {}",
-            e.body_text()
-        ))
-    })?;
+    let Json(json) =
+        body.map_err(|e| bad_json(e, "JSON with defaultExpirationDays or defaultNeverExpire"))?;
     let new = Settings::from_json(&json)?;
     state.db.run(move |s| settings::put(s, &new)).await?;
     Ok(Json(new.to_json()))

@@ -142,6 +142,17 @@ pub async fn system_page(
             value: view::bytes(info.files.shm_bytes),
         },
     ]);
+    let budget = state.budget.stats();
+    figures.push(Figure {
+        label: "Memory budget",
+        value: format!(
+            "{} in use of {} (peak {}; {} requests refused while full)",
+            view::bytes(budget.in_use_bytes),
+            view::bytes(budget.limit_bytes),
+            view::bytes(budget.peak_in_use_bytes),
+            budget.refusals_total
+        ),
+    });
     Ok(Page(
         StatusCode::OK,
         SystemPage {

@@ -1,0 +1,238 @@
+//! Who holds the connection slots: a count per client address, so one client
+//! cannot take them all, and which connections are idle, so those are the
+//! first closed when the slots run out.
+//!
+//! A connection is *busy* from the moment hyper hands us a request until its
+//! response body is done; otherwise it is idle (a fresh connection that has
+//! sent no whole request head yet, or a keep-alive one between requests).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A client address as limits see it: IPv4 as is, IPv6 by its /64 (one
+/// host's usual allocation; per address would let it use 2⁶⁴ of them).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// Counts per client address, each entry removed when its count drops to
+/// zero: the map never holds more addresses than there are slots in use.
+pub struct PerClient {
+    max: usize,
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One slot of one client, given back on drop.
+pub struct ClientSlot {
+    owner: Arc<PerClient>,
+    key: IpAddr,
+}
+
+impl PerClient {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(PerClient {
+            max: max.max(1),
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A slot for `ip`, or `None` when its address already holds `max`.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let key = client_key(ip);
+        let mut counts = self.lock();
+        let count = counts.entry(key).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            owner: Arc::clone(self),
+            key,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Plain counts: still right after a panic elsewhere.
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.owner.lock();
+        if let Some(count) = counts.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What one connection is doing, shared with its service.
+#[derive(Default)]
+pub struct Activity {
+    requests: AtomicUsize,
+    /// Milliseconds (since the table's start) of the last change to idle.
+    idle_since_ms: AtomicU64,
+}
+
+/// Marks a connection busy until dropped (when the response body is done).
+pub struct Busy {
+    activity: Arc<Activity>,
+    epoch: Instant,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.activity.idle_since_ms.store(ms, Relaxed);
+        self.activity.requests.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The open connections: their activity and how to close them.
+pub struct Connections {
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, (Arc<Activity>, CancellationToken)>>,
+}
+
+/// A connection's entry, removed on drop.
+pub struct Registered {
+    table: Arc<Connections>,
+    id: u64,
+    pub activity: Arc<Activity>,
+    /// Fires when the connection is chosen to make room.
+    pub evicted: CancellationToken,
+}
+
+impl Connections {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Connections {
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn register(self: &Arc<Self>) -> Registered {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let activity = Arc::new(Activity::default());
+        activity
+            .idle_since_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+        let evicted = CancellationToken::new();
+        self.lock()
+            .insert(id, (Arc::clone(&activity), evicted.clone()));
+        Registered {
+            table: Arc::clone(self),
+            id,
+            activity,
+            evicted,
+        }
+    }
+
+    /// Marks a request as started on a connection.
+    pub fn busy(&self, activity: &Arc<Activity>) -> Busy {
+        activity.requests.fetch_add(1, Relaxed);
+        Busy {
+            activity: Arc::clone(activity),
+            epoch: self.epoch,
+        }
+    }
+
+    /// Closes the connection idle the longest; false if none is idle.
+    pub fn evict_idle(&self) -> bool {
+        let open = self.lock();
+        let oldest = open
+            .values()
+            .filter(|(a, token)| a.requests.load(Relaxed) == 0 && !token.is_cancelled())
+            .min_by_key(|(a, _)| a.idle_since_ms.load(Relaxed));
+        match oldest {
+            Some((_, token)) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Arc<Activity>, CancellationToken)>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.table.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_holds_at_most_max() {
+        let per = PerClient::new(2);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = per.acquire(ip).unwrap();
+        let _b = per.acquire(ip).unwrap();
+        assert!(per.acquire(ip).is_none());
+        assert!(per.acquire("10.0.0.2".parse().unwrap()).is_some());
+        drop(a);
+        assert!(per.acquire(ip).is_some());
+    }
+
+    #[test]
+    fn ipv6_counts_by_slash_64_and_mapped_v4_as_v4() {
+        let per = PerClient::new(1);
+        let _a = per.acquire("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(per.acquire("2001:db8::ffff:2".parse().unwrap()).is_none());
+        assert!(per.acquire("2001:db8:0:1::1".parse().unwrap()).is_some());
+        let _v4 = per.acquire("192.0.2.1".parse().unwrap()).unwrap();
+        assert!(per.acquire("::ffff:192.0.2.1".parse().unwrap()).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_idle_connection_is_evicted_never_a_busy_one() {
+        let table = Connections::new();
+        let first = table.register();
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        let second = table.register();
+        let busy = table.busy(&first.activity);
+        assert!(table.evict_idle());
+        assert!(second.evicted.is_cancelled() && !first.evicted.is_cancelled());
+        assert!(!table.evict_idle(), "the only other one is busy");
+        drop(busy);
+        assert!(table.evict_idle());
+        assert!(first.evicted.is_cancelled());
+        drop((first, second));
+        assert!(table.is_empty());
+    }
+}
