@@ -61,7 +61,16 @@ const FILE_PART_HEAD: &str = "--XyZ\r\nContent-Disposition: form-data; name=\"fi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_clients_are_cut_off_by_the_header_timeout() {
     let dir = DataDir::new();
-    let server = TestServer::start(&dir, &["--header-timeout", "1s"]);
+    // All from 127.0.0.1: lift the per-address cap (attacks.rs tests it).
+    let server = TestServer::start(
+        &dir,
+        &[
+            "--header-timeout",
+            "1s",
+            "--max-connections-per-client",
+            "256",
+        ],
+    );
     let mut clients = Vec::new();
     for i in 0..50 {
         let mut sock = connect(&server).await;
@@ -200,38 +209,72 @@ async fn aborts_at_every_phase_leave_nothing() {
     }
 }
 
-/// Past `--max-connections`, a new connection waits: it is served as soon
-/// as one of the open ones closes, never while all are held.
+/// Past `--max-connections`, a new connection first closes the connection
+/// idle the longest; while every connection is busy (a request in flight) it
+/// waits, and is served as soon as one of them finishes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_past_the_cap_wait_for_a_free_slot() {
+async fn connections_past_the_cap_evict_idle_ones_or_wait_for_a_busy_one() {
     let dir = DataDir::new();
     let server = TestServer::start(&dir, &["--max-connections", "8", "--header-timeout", "60s"]);
-    let mut held = Vec::new();
+    let cookie = server.session_cookie().await;
+    let healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    // 8 idle keep-alive connections: a 9th takes the place of the oldest.
+    let mut idle = Vec::new();
     for _ in 0..8 {
         let mut sock = connect(&server).await;
-        // A request on each proves it was accepted (the cap counts it).
         sock.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
         let mut buf = [0u8; 256];
         let n = sock.read(&mut buf).await.unwrap();
         assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        held.push(sock);
+        idle.push(sock);
     }
-    let mut ninth = connect(&server).await; // the kernel's backlog takes it
-    ninth
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let mut ninth = connect(&server).await;
+    ninth.write_all(healthz).await.unwrap();
+    assert!(until_closed(&mut ninth).await.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        until_closed(&mut idle[0]).await.is_empty(),
+        "the oldest idle one was closed"
+    );
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(500)).await; // let them close
+
+    // 8 busy connections (uploads in progress): a 9th waits for one to end.
+    // `100 Continue` says the handler runs (a connection whose head is not
+    // yet read still counts as idle).
+    let mut busy = Vec::new();
+    for _ in 0..8 {
+        let mut sock = connect(&server).await;
+        let head =
+            upload_head(&cookie, 1 << 30).replace("\r\n\r\n", "\r\nExpect: 100-continue\r\n\r\n");
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = sock.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].starts_with(b"HTTP/1.1 100"),
+            "{:?}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        sock.write_all(FILE_PART_HEAD.as_bytes()).await.unwrap();
+        sock.write_all(&[0u8; 1000]).await.unwrap();
+        busy.push(sock);
+    }
+    let mut tenth = connect(&server).await; // the kernel's backlog takes it
+    tenth.write_all(healthz).await.unwrap();
     let mut buf = [0u8; 256];
-    // Not answered while all 8 are held (a negative check: a slow server
+    // Not answered while all 8 are busy (a negative check: a slow server
     // cannot make it fail).
-    let early = tokio::time::timeout(Duration::from_millis(1500), ninth.read(&mut buf)).await;
-    assert!(early.is_err(), "the 9th connection was served past the cap");
-    drop(held.pop());
-    let n = tokio::time::timeout(WAIT, ninth.read(&mut buf))
+    let early = tokio::time::timeout(Duration::from_millis(1500), tenth.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "the connection was served past the cap: {:?}",
+        early.map(|r| r.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()))
+    );
+    drop(busy.pop());
+    let n = tokio::time::timeout(WAIT, tenth.read(&mut buf))
         .await
-        .expect("the 9th connection was not served after a slot freed")
+        .expect("the connection was not served after a slot freed")
         .unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 }
@@ -242,7 +285,15 @@ async fn connections_past_the_cap_wait_for_a_free_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_connection_costs_bounded_memory() {
     let dir = DataDir::new();
-    let server = TestServer::start(&dir, &["--header-timeout", "60s"]);
+    let server = TestServer::start(
+        &dir,
+        &[
+            "--header-timeout",
+            "60s",
+            "--max-connections-per-client",
+            "256",
+        ],
+    );
     healthy(&server).await;
     let before = server.status_kib("VmRSS");
     let connections = 100;

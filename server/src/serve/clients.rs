@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// A client address as limits see it: IPv4 as is, IPv6 by its /64 (one
@@ -89,27 +88,27 @@ impl Drop for ClientSlot {
 #[derive(Default)]
 pub struct Activity {
     requests: AtomicUsize,
-    /// Milliseconds (since the table's start) of the last change to idle.
-    idle_since_ms: AtomicU64,
+    /// When it last became idle, as a tick of the table's clock (a counter:
+    /// a total order, where milliseconds would tie).
+    idle_since: AtomicU64,
 }
 
 /// Marks a connection busy until dropped (when the response body is done).
 pub struct Busy {
     activity: Arc<Activity>,
-    epoch: Instant,
+    table: Arc<Connections>,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
-        self.activity.idle_since_ms.store(ms, Relaxed);
+        self.activity.idle_since.store(self.table.tick(), Relaxed);
         self.activity.requests.fetch_sub(1, Relaxed);
     }
 }
 
 /// The open connections: their activity and how to close them.
 pub struct Connections {
-    epoch: Instant,
+    clock: AtomicU64,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, (Arc<Activity>, CancellationToken)>>,
 }
@@ -126,7 +125,7 @@ pub struct Registered {
 impl Connections {
     pub fn new() -> Arc<Self> {
         Arc::new(Connections {
-            epoch: Instant::now(),
+            clock: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
         })
@@ -135,9 +134,7 @@ impl Connections {
     pub fn register(self: &Arc<Self>) -> Registered {
         let id = self.next_id.fetch_add(1, Relaxed);
         let activity = Arc::new(Activity::default());
-        activity
-            .idle_since_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+        activity.idle_since.store(self.tick(), Relaxed);
         let evicted = CancellationToken::new();
         self.lock()
             .insert(id, (Arc::clone(&activity), evicted.clone()));
@@ -150,12 +147,16 @@ impl Connections {
     }
 
     /// Marks a request as started on a connection.
-    pub fn busy(&self, activity: &Arc<Activity>) -> Busy {
+    pub fn busy(self: &Arc<Self>, activity: &Arc<Activity>) -> Busy {
         activity.requests.fetch_add(1, Relaxed);
         Busy {
             activity: Arc::clone(activity),
-            epoch: self.epoch,
+            table: Arc::clone(self),
         }
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Relaxed)
     }
 
     /// Closes the connection idle the longest; false if none is idle.
@@ -164,7 +165,7 @@ impl Connections {
         let oldest = open
             .values()
             .filter(|(a, token)| a.requests.load(Relaxed) == 0 && !token.is_cancelled())
-            .min_by_key(|(a, _)| a.idle_since_ms.load(Relaxed));
+            .min_by_key(|(a, _)| a.idle_since.load(Relaxed));
         match oldest {
             Some((_, token)) => {
                 token.cancel();
@@ -219,11 +220,10 @@ mod tests {
         assert!(per.acquire("::ffff:192.0.2.1".parse().unwrap()).is_none());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_longest_idle_connection_is_evicted_never_a_busy_one() {
+    #[test]
+    fn the_longest_idle_connection_is_evicted_never_a_busy_one() {
         let table = Connections::new();
         let first = table.register();
-        tokio::time::advance(std::time::Duration::from_secs(1)).await;
         let second = table.register();
         let busy = table.busy(&first.activity);
         assert!(table.evict_idle());
