@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use common::{DataDir, TestServer};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -111,6 +112,17 @@ async fn a_history_flood_is_bounded_and_fully_accounted() {
         (1..=2).contains(&unique.len()),
         "one row per client: {unique:?}"
     );
+    // The page shows 100 rows and links to the next 100.
+    let first = page_text(&server, &format!("/files/{id}/downloads")).await;
+    assert_eq!(first.matches("<td data-label=\"Time\">").count(), 100);
+    let older = first
+        .split("href=\"")
+        .filter_map(|h| h.split('"').next())
+        .find(|h| h.contains("before="))
+        .expect("an Older link");
+    let second = page_text(&server, older).await;
+    assert_eq!(second.matches("<td data-label=\"Time\">").count(), 100);
+    assert!(second.contains(">Newest</a>"));
     for bad in ["limit=0", "limit=1001", "limit=x", "before=x"] {
         let res = server
             .req(
@@ -124,8 +136,27 @@ async fn a_history_flood_is_bounded_and_fully_accounted() {
         assert_eq!(status, 400, "{bad}: {message}");
     }
 
+    // Records still queued at SIGTERM are stored before the server exits.
+    for _ in 0..50 {
+        let res = server
+            .http
+            .get(server.url(&format!("/-{id}")))
+            .header("range", "bytes=0-0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 206);
+    }
+    let dropped = stat(&server, "download_records_dropped_total").await;
     let hwm = server.status_kib("VmHWM");
     let threads = max_threads.load(Relaxed);
+    let exit = server.stop_with(Signal::SIGTERM, Duration::from_secs(20));
+    assert!(exit.success(), "{exit:?}");
+    let count = dir.count(&format!(
+        "SELECT download_count FROM entries WHERE id = '{id}'"
+    ));
+    assert_eq!(count as u64 + dropped, served + 50, "flushed at shutdown");
+
     eprintln!(
         "{REQUESTS} pipelined GETs on {CONNECTIONS} connections in {flood_time:.1?}: \
          threads {baseline} idle, {threads} max; VmHWM {:.1} MiB; \
@@ -206,6 +237,17 @@ async fn walk(server: &TestServer, id: &str, query: &str, limit: usize) -> (Vec<
             next => before = format!("&before={next}"),
         }
     }
+}
+
+/// An owner's page as text.
+async fn page_text(server: &TestServer, path: &str) -> String {
+    let res = server
+        .req(reqwest::Method::GET, path)
+        .send()
+        .await
+        .expect("page request");
+    assert_eq!(res.status(), 200, "{path}");
+    res.text().await.expect("page text")
 }
 
 /// A counter of `/debug/stats`' `app` section.
