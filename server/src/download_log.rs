@@ -16,8 +16,8 @@ use crate::storage::downloads::{self, KEPT_PER_ENTRY, NewDownload};
 
 /// Records waiting for the writer. A record is at most ~660 bytes (80 inline,
 /// the id, an IP of ≤ 45 bytes, a user agent cut to 512), so a full queue is
-/// ~0.65 MiB; 1,024 covers ~0.1 s of downloads at the rate of the flood
-/// we measured (1,800/s), while the writer stores them ~10 times as fast.
+/// ~0.65 MiB; 1,024 covers ~0.5 s of the 1,800 downloads/s of the flood in
+/// issue 16 should the writer stall (a checkpoint, a busy disk).
 pub const QUEUE_RECORDS: usize = 1_024;
 
 /// Records per transaction: one commit per batch instead of per row, and a

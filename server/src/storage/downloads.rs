@@ -20,7 +20,7 @@ pub const KEPT_PER_ENTRY: u64 = 1_000;
 /// Rows in a history page unless the client asks (the HTML page's size).
 pub const DEFAULT_PAGE: u32 = 100;
 
-/// Most rows one history page may ask for: ≤ ~0.7 MB of rows and JSON.
+/// Most rows one history page may ask for: ≤ ~1.3 MB for the rows and their JSON.
 pub const MAX_PAGE: u32 = 1_000;
 
 /// A download to record. Its fields are bounded when it is made (the IP is a
