@@ -15,6 +15,10 @@ pub struct Counters {
     pub uploads_failed: AtomicU64,
     pub downloads_started: AtomicU64,
     pub downloads_in_flight: AtomicU64,
+    /// Download history rows stored by the download log's writer.
+    pub download_records_written: AtomicU64,
+    /// Download records not stored: the queue was full, or a batch failed.
+    pub download_records_dropped: AtomicU64,
     pub gc_runs: AtomicU64,
     pub last_gc_duration_micros: AtomicU64,
 }
@@ -33,6 +37,8 @@ impl Counters {
             uploads_failed_total: self.uploads_failed.load(Relaxed),
             downloads_started_total: self.downloads_started.load(Relaxed),
             downloads_in_flight: self.downloads_in_flight.load(Relaxed),
+            download_records_written_total: self.download_records_written.load(Relaxed),
+            download_records_dropped_total: self.download_records_dropped.load(Relaxed),
             gc_runs_total: self.gc_runs.load(Relaxed),
             last_gc_duration_seconds: self.last_gc_duration_micros.load(Relaxed) as f64 / 1e6,
         }
@@ -49,6 +55,8 @@ pub struct CounterValues {
     pub uploads_failed_total: u64,
     pub downloads_started_total: u64,
     pub downloads_in_flight: u64,
+    pub download_records_written_total: u64,
+    pub download_records_dropped_total: u64,
     pub gc_runs_total: u64,
     pub last_gc_duration_seconds: f64,
 }

@@ -11,6 +11,7 @@
 //! - [`upload`]: streaming a request body into chunk rows through a bounded channel.
 //! - [`upload_form`]: the multipart form of an upload (owner or guest) into [`upload`].
 //! - [`download`]: Range planning and the chunk-at-a-time response body.
+//! - [`download_log`]: the bounded queue and single writer of download records.
 //! - [`live_uploads`]: uploads in progress, which GC must not touch.
 //! - [`web`]: the HTML pages (askama templates in `server/templates/`) and
 //!   their static CSS/JS; [`system_info`]: the figures of the system page.
@@ -36,6 +37,7 @@ pub mod config;
 pub mod counters;
 pub mod csrf;
 pub mod download;
+pub mod download_log;
 pub mod entry;
 pub mod error;
 pub mod gc;
@@ -68,6 +70,7 @@ use crate::auth::Sessions;
 use crate::auth::rate_limit::LoginLimiter;
 use crate::config::ServerConfig;
 use crate::counters::Counters;
+use crate::download_log::DownloadLogWriter;
 use crate::live_uploads::LiveUploads;
 use crate::state::AppState;
 use crate::storage::{Db, StorageError, Store};
@@ -76,12 +79,16 @@ use crate::storage::{Db, StorageError, Store};
 pub struct Server {
     config: ServerConfig,
     state: AppState,
+    download_log: DownloadLogWriter,
 }
 
 impl Server {
     /// Opens the database (migrating it) and prepares the shared state.
     pub fn open(config: ServerConfig) -> Result<Server, StorageError> {
         let store = Store::open(&config.db, config.disk_reserve)?;
+        let counters = Arc::new(Counters::default());
+        let (recorder, download_log) =
+            download_log::channel(download_log::QUEUE_RECORDS, Arc::clone(&counters));
         let state = AppState {
             db: Db::new(store),
             sessions: Arc::new(Sessions::new(config.shared_secret.clone())),
@@ -99,13 +106,14 @@ impl Server {
                 config.limits.login_refill,
             )),
             live_uploads: Arc::new(LiveUploads::default()),
+            download_log: recorder,
             tracker: TaskTracker::new(),
             abort: CancellationToken::new(),
             chunk_size: config.chunk_size,
             min_expiration: chrono::Duration::from_std(config.min_expiration)
                 .unwrap_or(entry::MIN_EXPIRATION_AHEAD),
             behind_proxy: config.behind_proxy,
-            counters: Arc::new(Counters::default()),
+            counters,
             cgroup: match memstat::cgroup::Cgroup::of_process(None) {
                 Ok(cg) => Some(Arc::new(cg)),
                 Err(e) => {
@@ -114,21 +122,33 @@ impl Server {
                 }
             },
         };
-        Ok(Server { config, state })
+        Ok(Server {
+            config,
+            state,
+            download_log,
+        })
     }
 
     /// Serves `listener` (and the debug routes on `debug`, if given) until
     /// `shutdown` completes, then: stops accepting, lets
     /// in-flight requests finish for `shutdown_timeout`, aborts the rest
-    /// (their partial uploads are removed), waits for background work and
-    /// checkpoints the database.
+    /// (their partial uploads are removed), waits for background work,
+    /// stores the queued download records and checkpoints the database.
     pub async fn run(
         self,
         listener: TcpListener,
         debug: Option<TcpListener>,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let Server { config, state } = self;
+        let Server {
+            config,
+            state,
+            download_log,
+        } = self;
+        let log_writer = {
+            let store = Arc::clone(state.db.store());
+            tokio::task::spawn_blocking(move || download_log.run(&store))
+        };
         let stop_gc = CancellationToken::new();
         let gc = tokio::spawn(gc::run(
             state.db.clone(),
@@ -179,6 +199,12 @@ impl Server {
         }
         state.tracker.close();
         state.tracker.wait().await;
+        // No request is left to record a download: flush the queue.
+        state.download_log.stop().await;
+        match log_writer.await {
+            Ok(report) => tracing::info!(records = report.recorded, "download log closed"),
+            Err(e) => tracing::warn!(error = %e, "the download log's writer failed"),
+        }
         let db = state.db.clone();
         match db.run(|s| s.checkpoint()).await {
             Ok(()) => tracing::info!("database closed cleanly"),

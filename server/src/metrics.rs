@@ -330,6 +330,18 @@ pub fn render(stats: &Stats) -> Result<String, std::fmt::Error> {
         None,
         c.downloads_started_total,
     );
+    m.counter(
+        "download_records_written",
+        "Download history rows stored (unlimited files, through the queue)",
+        None,
+        c.download_records_written_total,
+    );
+    m.counter(
+        "download_records_dropped",
+        "Download records not stored: queue full or write failed",
+        None,
+        c.download_records_dropped_total,
+    );
     m.counter("gc_runs", "Garbage collections run", None, c.gc_runs_total);
     m.seconds(
         "gc_last_duration",

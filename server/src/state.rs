@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::Sessions;
 use crate::counters::Counters;
+use crate::download_log::DownloadRecorder;
 use crate::live_uploads::LiveUploads;
 use crate::storage::Db;
 
@@ -21,8 +22,10 @@ pub struct AppState {
     /// Login attempts per client address.
     pub login_limiter: Arc<crate::auth::rate_limit::LoginLimiter>,
     pub live_uploads: Arc<LiveUploads>,
+    /// Queues download records for the download log's writer.
+    pub download_log: DownloadRecorder,
     /// Blocking work that must finish before the database closes (upload
-    /// writers, clean-ups, download records).
+    /// writers, clean-ups).
     pub tracker: TaskTracker,
     /// Fires when the shutdown drain time is over: in-flight requests stop.
     pub abort: CancellationToken,

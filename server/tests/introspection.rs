@@ -339,6 +339,8 @@ async fn stats_have_every_documented_field_and_sane_values() {
             ("uploads_failed_total", U64),
             ("downloads_started_total", U64),
             ("downloads_in_flight", U64),
+            ("download_records_written_total", U64),
+            ("download_records_dropped_total", U64),
             ("gc_runs_total", U64),
             ("last_gc_duration_seconds", F64),
             ("db_bytes", U64),

@@ -272,7 +272,9 @@ async fn downloads_are_recorded_with_ip_and_agent() {
         || dir.count("SELECT COUNT(*) FROM downloads") == 1,
     )
     .await;
-    let history: serde_json::Value = server.get_json(&format!("/api/entry/{id}/downloads")).await;
+    let page: serde_json::Value = server.get_json(&format!("/api/entry/{id}/downloads")).await;
+    assert_eq!(page["nextBefore"], serde_json::Value::Null, "one page");
+    let history = &page["downloads"];
     assert_eq!(
         history.as_array().unwrap().len(),
         1,

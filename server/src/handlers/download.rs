@@ -17,7 +17,8 @@ use crate::entry::{Entry, EntryId};
 use crate::error::ApiError;
 use crate::handlers::client_ip;
 use crate::state::AppState;
-use crate::storage::{downloads, entries, now_millis};
+use crate::storage::downloads::{self, NewDownload};
+use crate::storage::{entries, now_millis};
 
 pub async fn download(
     State(state): State<AppState>,
@@ -179,19 +180,26 @@ async fn serve(
     Ok(response)
 }
 
-/// Records the download without delaying the response; a failure is logged.
+/// Queues the download's record for the download log; never waits (a
+/// record that finds the queue full is dropped and counted).
 fn record_download(state: &AppState, id: &EntryId, peer: SocketAddr, headers: &HeaderMap) {
-    let ip = client_ip(peer, headers, state.behind_proxy);
-    let agent = header_str(headers, header::USER_AGENT)
-        .unwrap_or("")
-        .to_owned();
-    let store = Arc::clone(state.db.store());
-    let id = id.clone();
-    state.tracker.spawn_blocking(move || {
-        if let Err(e) = downloads::record(&store, &id, now_millis(), &ip, &agent) {
-            tracing::warn!(%id, error = %e, "could not record a download");
-        }
-    });
+    state
+        .download_log
+        .record(new_download(state, id, peer, headers));
+}
+
+fn new_download(
+    state: &AppState,
+    id: &EntryId,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> NewDownload {
+    NewDownload::new(
+        id.clone(),
+        now_millis(),
+        client_ip(peer, headers, state.behind_proxy),
+        header_str(headers, header::USER_AGENT).unwrap_or(""),
+    )
 }
 
 fn download_limit_reached(max: u64) -> ApiError {
@@ -210,14 +218,10 @@ async fn record_limited_download(
     peer: SocketAddr,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
-    let ip = client_ip(peer, headers, state.behind_proxy);
-    let agent = header_str(headers, header::USER_AGENT)
-        .unwrap_or("")
-        .to_owned();
-    let id = id.clone();
+    let d = new_download(state, id, peer, headers);
     let recorded = state
         .db
-        .run(move |s| downloads::record_within_limit(s, &id, max, now_millis(), &ip, &agent))
+        .run(move |s| downloads::record_within_limit(s, &d, max))
         .await?;
     if recorded {
         Ok(())

@@ -16,7 +16,7 @@ use crate::entry::{
 use crate::error::ApiError;
 use crate::handlers::{UploadAnswer, bad_json, expected_multipart};
 use crate::state::AppState;
-use crate::storage::downloads::{self, Download};
+use crate::storage::downloads::{self, DEFAULT_PAGE, HistoryPage, HistoryQuery, MAX_PAGE};
 use crate::storage::entries::{self, EntryEdit};
 use crate::storage::{now_millis, settings};
 use crate::upload_form::{self, UploadRules};
@@ -190,24 +190,58 @@ pub async fn delete(
 pub struct HistoryParams {
     #[serde(default)]
     unique: bool,
+    limit: Option<String>,
+    before: Option<String>,
 }
 
-/// `GET /api/entry/{id}/downloads[?unique=true]`: the entry's download
-/// history, newest first; `unique`: one row per IP and user agent.
+impl HistoryParams {
+    fn query(&self) -> Result<HistoryQuery, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_PAGE,
+            Some(s) => s
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "limit must be a whole number from 1 to {MAX_PAGE}, not {s:?}"
+                    ))
+                })?,
+        };
+        let before = match self.before.as_deref() {
+            None => None,
+            Some(s) => Some(s.trim().parse().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "before must be the nextBefore of a previous page, not {s:?}"
+                ))
+            })?),
+        };
+        Ok(HistoryQuery {
+            unique: self.unique,
+            limit,
+            before,
+        })
+    }
+}
+
+/// `GET /api/entry/{id}/downloads[?unique=true&limit=&before=]`: one page of
+/// the entry's download history, newest first, with the cursor of the next.
 pub async fn download_history(
     State(state): State<AppState>,
     _auth: Authenticated,
     Path(id): Path<String>,
     params: Result<Query<HistoryParams>, QueryRejection>,
-) -> Result<Json<Vec<Download>>, ApiError> {
+) -> Result<Json<HistoryPage>, ApiError> {
     let id = parse_id(&id)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let history = state
+    let query = params.query()?;
+    let page = state
         .db
         .run(move |s| {
             entries::get(s, &id, now_millis())?;
-            downloads::list(s, &id, params.unique)
+            downloads::page(s, &id, query)
         })
         .await?;
-    Ok(Json(history))
+    Ok(Json(page))
 }

@@ -130,7 +130,7 @@ pub fn delete_complete(store: &Store, id: &EntryId) -> Result<(), StorageError> 
 
 const ENTRY_COLUMNS: &str = "e.id, e.filename, e.content_type, e.size, e.note, e.upload_time_ms,
      e.expiration_time_ms, e.chunk_size,
-     (SELECT COUNT(*) FROM downloads d WHERE d.entry_id = e.id),
+     e.download_count,
      e.max_downloads, e.guest_link_id";
 
 fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {

@@ -71,6 +71,34 @@ const MIGRATIONS: &[&str] = &[
     -- NULL: unlimited; else the entry stops serving after this many downloads.
     ALTER TABLE entries ADD COLUMN max_downloads INTEGER;
     "#,
+    // 3: a download counter per entry, and history rows with a stable id.
+    // The counter is the total and what download limits check, so history
+    // rows can be pruned (the last 1,000 per entry are kept, here and by
+    // `storage::downloads::KEPT_PER_ENTRY`). `id INTEGER PRIMARY KEY` is the
+    // paging cursor: unlike a bare rowid, VACUUM does not renumber it.
+    r#"
+    ALTER TABLE entries ADD COLUMN download_count INTEGER NOT NULL DEFAULT 0;
+    UPDATE entries SET download_count =
+        (SELECT COUNT(*) FROM downloads d WHERE d.entry_id = entries.id);
+
+    CREATE TABLE downloads_v3 (
+        id                INTEGER PRIMARY KEY,
+        entry_id          TEXT NOT NULL REFERENCES entries (id) ON DELETE CASCADE,
+        download_time_ms  INTEGER NOT NULL,
+        client_ip         TEXT NOT NULL,
+        user_agent        TEXT NOT NULL
+    );
+    INSERT INTO downloads_v3 (entry_id, download_time_ms, client_ip, user_agent)
+        SELECT entry_id, download_time_ms, client_ip, user_agent FROM (
+            SELECT *, rowid AS old, ROW_NUMBER() OVER (
+                PARTITION BY entry_id ORDER BY download_time_ms DESC, rowid DESC) AS newer
+            FROM downloads)
+        WHERE newer <= 1000
+        ORDER BY download_time_ms, old;
+    DROP TABLE downloads;
+    ALTER TABLE downloads_v3 RENAME TO downloads;
+    CREATE INDEX downloads_by_entry ON downloads (entry_id, id);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -79,6 +107,11 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Brings the database up to [`SCHEMA_VERSION`]. Refuses a newer database
 /// instead of guessing.
 pub fn apply(conn: &mut Connection) -> Result<(), StorageError> {
+    apply_up_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the first `n` migrations (tests start from older schemas).
+fn apply_up_to(conn: &mut Connection, n: usize) -> Result<(), StorageError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .ctx("creating schema_version")?;
     let current = current_version(conn)?;
@@ -88,7 +121,7 @@ pub fn apply(conn: &mut Connection) -> Result<(), StorageError> {
             known: SCHEMA_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, sql) in MIGRATIONS[..n].iter().enumerate().skip(current as usize) {
         let version = i as i64 + 1;
         let tx = conn.transaction().ctx("starting a migration")?;
         tx.execute_batch(sql).ctx("applying a migration")?;
@@ -129,6 +162,50 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM schema_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn version_3_counts_downloads_and_keeps_the_last_1000() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        apply_up_to(&mut conn, 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO entries (id, filename, content_type, chunk_size, upload_time_ms,
+                                  expiration_time_ms, state)
+             VALUES ('a', 'a', 't', 1, 0, 0, 'complete'), ('b', 'b', 't', 1, 0, 0, 'complete');
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1005)
+             INSERT INTO downloads SELECT 'a', i, '1.2.3.4', 'ua' FROM n;
+             INSERT INTO downloads VALUES ('b', 7, '::1', 'ua');",
+        )
+        .unwrap();
+        apply(&mut conn).unwrap();
+        let q = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(q("SELECT download_count FROM entries WHERE id = 'a'"), 1005);
+        assert_eq!(q("SELECT download_count FROM entries WHERE id = 'b'"), 1);
+        assert_eq!(
+            q("SELECT COUNT(*) FROM downloads WHERE entry_id = 'a'"),
+            1000
+        );
+        assert_eq!(
+            q("SELECT MIN(download_time_ms) FROM downloads WHERE entry_id = 'a'"),
+            6,
+            "the oldest five are gone"
+        );
+        assert_eq!(
+            q(
+                "SELECT COUNT(*) FROM downloads d1 JOIN downloads d2 ON d1.entry_id = d2.entry_id
+               AND d1.id < d2.id AND d1.download_time_ms > d2.download_time_ms"
+            ),
+            0,
+            "ids follow time"
+        );
+        conn.execute("DELETE FROM entries WHERE id = 'b'", [])
+            .unwrap();
+        assert_eq!(
+            q("SELECT COUNT(*) FROM downloads WHERE entry_id = 'b'"),
+            0,
+            "still cascade-deleted"
+        );
     }
 
     #[test]

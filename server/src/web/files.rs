@@ -109,6 +109,8 @@ pub async fn info_page(
 pub struct HistoryParams {
     #[serde(default)]
     unique: bool,
+    /// The cursor of an older page (the API's `nextBefore`).
+    before: Option<i64>,
 }
 
 #[derive(Template)]
@@ -119,9 +121,16 @@ pub struct DownloadsPage {
     file: EntryRow,
     unique: bool,
     downloads: Vec<DownloadRow>,
+    /// A later page of this history (not the newest).
+    older_page: bool,
+    /// The link to the next older page, if there is one.
+    older: Option<String>,
+    page_size: u32,
+    kept: u64,
 }
 
-/// `GET /files/{id}/downloads[?unique=true]`
+/// `GET /files/{id}/downloads[?unique=true&before=]`: pages of
+/// [`downloads::DEFAULT_PAGE`] rows, newest first.
 pub async fn downloads_page(
     _: LoggedIn,
     State(state): State<AppState>,
@@ -129,26 +138,38 @@ pub async fn downloads_page(
     Query(params): Query<HistoryParams>,
 ) -> Result<Page<DownloadsPage>, PageError> {
     let id = parse_id(&id)?;
-    let unique = params.unique;
+    let query = downloads::HistoryQuery {
+        unique: params.unique,
+        limit: downloads::DEFAULT_PAGE,
+        before: params.before,
+    };
     let (entry, history) = state
         .db
         .run(move |s| {
             let entry = entries::get(s, &id, now_millis())?;
-            Ok((entry, downloads::list(s, &id, unique)?))
+            Ok((entry, downloads::page(s, &id, query)?))
         })
         .await
         .map_err(|e| match e {
             crate::storage::StorageError::NotFound => PageError::not_found("This file"),
             e => e.into(),
         })?;
+    let older = history.next_before.map(|before| {
+        let unique = if params.unique { "unique=true&" } else { "" };
+        format!("/files/{}/downloads?{unique}before={before}", entry.id)
+    });
     Ok(Page(
         StatusCode::OK,
         DownloadsPage {
             title: format!("Downloads of {}", entry.filename),
             logged_in: true,
             file: EntryRow::of(&entry),
-            unique,
-            downloads: history.iter().map(DownloadRow::of).collect(),
+            unique: params.unique,
+            downloads: history.downloads.iter().map(DownloadRow::of).collect(),
+            older_page: params.before.is_some(),
+            older,
+            page_size: downloads::DEFAULT_PAGE,
+            kept: downloads::KEPT_PER_ENTRY,
         },
     ))
 }
