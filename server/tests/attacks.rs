@@ -239,6 +239,22 @@ async fn stalled_guest_uploads_stay_within_the_budget() {
         "peak RSS {} MiB",
         peak / MIB
     );
+    // The refused ones were told so: 503, Retry-After, a JSON message.
+    let mut stalled = stalled;
+    let mut refused = None;
+    for c in &mut stalled {
+        let mut buf = vec![0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_millis(50), c.read(&mut buf)).await;
+        if let Ok(Ok(n)) = read
+            && buf.starts_with(b"HTTP/1.1 503")
+        {
+            refused = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+            break;
+        }
+    }
+    let refused = refused.expect("a refused upload answered 503");
+    assert!(refused.contains("retry-after: "), "{refused}");
+    assert!(refused.contains("memory budget"), "{refused}");
     // The stalled bodies are cut by the minimum rate, their uploads removed;
     // then everyone is served again.
     eventually(Duration::from_secs(30), "stalled uploads removed", || {
