@@ -14,8 +14,8 @@
 //! docs/server.md's memory table): per-connection hyper buffers, SQLite's
 //! caches, the binary, the allocator's own overhead.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -31,6 +31,16 @@ pub const DEFAULT_BUDGET_BYTES: u64 = 48 << 20;
 pub const MIN_BUDGET_BYTES: u64 = 1 << 20;
 /// How long a request waits for room before it is refused.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a waiting reservation asks for relief and looks again.
+const RELIEF_INTERVAL: Duration = Duration::from_millis(100);
+
+/// What can free room when the budget is full: the accept loop's table,
+/// which cuts the request stalled the longest on its client (it holds
+/// budget while sending nothing). Returns whether it cut one.
+pub trait Relief: Send + Sync {
+    fn relieve(&self) -> bool;
+}
 
 /// Why a reservation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -55,6 +65,8 @@ struct Inner {
     peak: AtomicU64,
     waits: AtomicU64,
     refusals: AtomicU64,
+    relief: OnceLock<Arc<dyn Relief>>,
+    reliefs: AtomicU64,
 }
 
 /// Bytes held against the budget until dropped.
@@ -79,6 +91,8 @@ pub struct BudgetStats {
     pub waits_total: u64,
     /// Reservations refused after waiting (each a 503, or a cut upload).
     pub refusals_total: u64,
+    /// Stalled requests cut to make room.
+    pub stalled_cut_total: u64,
 }
 
 impl MemoryBudget {
@@ -93,7 +107,14 @@ impl MemoryBudget {
             peak: AtomicU64::new(0),
             waits: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            relief: OnceLock::new(),
+            reliefs: AtomicU64::new(0),
         }))
+    }
+
+    /// Sets what may free room when the budget is full (once).
+    pub fn set_relief(&self, relief: Arc<dyn Relief>) {
+        let _ = self.0.relief.set(relief);
     }
 
     pub fn limit(&self) -> u64 {
@@ -117,14 +138,37 @@ impl MemoryBudget {
             Ok(p) => p,
             Err(_) => {
                 inner.waits.fetch_add(1, Relaxed);
-                match tokio::time::timeout(inner.wait, permits.acquire_many_owned(n)).await {
-                    Ok(Ok(p)) => p,
-                    _ => return Err(self.refuse()),
-                }
+                self.wait_for(n, tokio::time::Instant::now() + inner.wait)
+                    .await
+                    .ok_or_else(|| self.refuse())?
             }
         };
         inner.peak.fetch_max(self.in_use(), Relaxed);
         Ok(Reservation { permit })
+    }
+
+    /// Waits for `n` permits until `deadline`, asking for relief meanwhile.
+    async fn wait_for(
+        &self,
+        n: u32,
+        deadline: tokio::time::Instant,
+    ) -> Option<OwnedSemaphorePermit> {
+        let inner = &self.0;
+        loop {
+            if let Some(relief) = inner.relief.get()
+                && relief.relieve()
+            {
+                inner.reliefs.fetch_add(1, Relaxed);
+            }
+            let until = deadline.min(tokio::time::Instant::now() + RELIEF_INTERVAL);
+            let acquire = Arc::clone(&inner.permits).acquire_many_owned(n);
+            if let Ok(Ok(p)) = tokio::time::timeout_at(until, acquire).await {
+                return Some(p);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
     }
 
     /// Reserves `bytes` only if there is room now.
@@ -154,6 +198,7 @@ impl MemoryBudget {
             peak_in_use_bytes: self.0.peak.load(Relaxed),
             waits_total: self.0.waits.load(Relaxed),
             refusals_total: self.0.refusals.load(Relaxed),
+            stalled_cut_total: self.0.reliefs.load(Relaxed),
         }
     }
 }
@@ -193,6 +238,23 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         drop(held);
         assert_eq!(waiter.await.unwrap().unwrap(), 200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_budget_asks_for_relief_while_it_waits() {
+        struct Cut(std::sync::Mutex<Option<Reservation>>);
+        impl Relief for Cut {
+            fn relieve(&self) -> bool {
+                self.0.lock().unwrap().take().is_some()
+            }
+        }
+        let budget = MemoryBudget::new(1000, Duration::from_secs(5));
+        let stalled = budget.reserve(1000).await.unwrap();
+        budget.set_relief(Arc::new(Cut(std::sync::Mutex::new(Some(stalled)))));
+        let started = tokio::time::Instant::now();
+        assert_eq!(budget.reserve(500).await.unwrap().bytes(), 500);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(budget.stats().stalled_cut_total, 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -163,18 +163,31 @@ impl Server {
         let limits = config.limits.connections;
         let debug_server = debug.map(|debug| {
             let app = routes::debug_router(state.clone());
+            let table = serve::Connections::new();
             tokio::spawn(serve::serve(
                 debug,
                 app,
                 limits,
                 None,
+                table,
                 stop_accepting.clone(),
             ))
         });
         let app = routes::router(state.clone());
         let per_client =
             (!config.behind_proxy).then(|| serve::PerClient::new(limits.max_per_client));
-        let serve = serve::serve(listener, app, limits, per_client, stop_accepting.clone());
+        // A full memory budget is relieved by cutting the request stalled
+        // longest on its client, from this listener's connections.
+        let table = serve::Connections::new();
+        state.budget.set_relief(table.clone());
+        let serve = serve::serve(
+            listener,
+            app,
+            limits,
+            per_client,
+            table,
+            stop_accepting.clone(),
+        );
         let mut serve = std::pin::pin!(serve);
 
         tokio::select! {

@@ -289,6 +289,12 @@ pub fn render(stats: &Stats) -> Result<String, std::fmt::Error> {
         None,
         b.refusals_total,
     );
+    m.counter(
+        "memory_budget_stalled_cut",
+        "Requests stalled on their client, cut to make room in the memory budget",
+        None,
+        b.stalled_cut_total,
+    );
     m.gauge(
         "downloads_in_flight",
         "Downloads being sent",

@@ -7,8 +7,10 @@
 //! its connection, buffers and upload open for ever. Here every connection
 //! costs a slot; one client address may hold at most `max_per_client` of
 //! them (more are refused with 429 at once); when all slots are taken the
-//! connection idle the longest is closed to make room, and only if every
-//! connection is busy do new ones wait in the kernel's accept backlog.
+//! connection idle the longest is closed to make room, else the request
+//! stalled longest on its client (≥ [`MIN_STALL_TO_CUT`]) is cut; only if
+//! every connection is busy and moving do new ones wait in the kernel's
+//! accept backlog. The same table relieves a full memory budget.
 //! Memory per connection is bounded by hyper's buffer ([`MAX_BUFFER_BYTES`]);
 //! what requests hold beyond that draws from the memory budget (`budget.rs`).
 
@@ -35,9 +37,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-pub use clients::{ClientSlot, Connections, PerClient, client_key};
+pub use clients::{ClientSlot, Connections, MIN_STALL_TO_CUT, PerClient, client_key};
 pub use idle::IdleTimeout;
-pub use min_rate::{BodyRate, BodyTooSlow, MinRate};
+pub use min_rate::{BodyRate, BodyTooSlow, MinRate, Stall};
 
 /// Request headers larger than this are refused (431) by hyper. Browsers send
 /// a few KiB; 64 KiB also bounds what a slowloris client makes us buffer.
@@ -73,16 +75,16 @@ pub struct ConnectionLimits {
 /// waits for open connections to finish (idle keep-alive ones are closed).
 /// `per_client: None` turns the per-address limit off (behind a proxy every
 /// connection comes from the proxy; requests are limited per forwarded
-/// address instead, in `routes.rs`).
+/// address instead, in `routes.rs`). `table` holds the open connections.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
     per_client: Option<Arc<PerClient>>,
+    table: Arc<Connections>,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let table = Connections::new();
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -133,9 +135,10 @@ pub async fn serve(
                 result = conn => if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");
                 },
-                // Idle (no request in flight): closing it loses nothing.
+                // Idle (nothing lost), or stalled on its client (its upload
+                // is removed like an aborted one).
                 () = entry.evicted.cancelled() => {
-                    tracing::debug!(%peer, "closed an idle connection to make room");
+                    tracing::debug!(%peer, "closed a connection to make room");
                 }
             }
             drop((entry, client, slot));
@@ -146,13 +149,16 @@ pub async fn serve(
 }
 
 /// A connection slot: a free one, else one made by closing the connection
-/// idle the longest; while every connection is busy, waits.
+/// idle the longest, or cutting the request stalled the longest; while every
+/// connection is busy and moving, waits.
 async fn free_slot(slots: &Arc<Semaphore>, table: &Connections) -> OwnedSemaphorePermit {
     loop {
         if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
             return slot;
         }
-        table.evict_idle();
+        if !table.evict_idle() && table.cut_stalled(MIN_STALL_TO_CUT) {
+            tracing::info!("all connections busy: cut the request stalled longest on its client");
+        }
         if let Ok(Ok(slot)) =
             tokio::time::timeout(EVICT_RETRY, Arc::clone(slots).acquire_owned()).await
         {
@@ -200,7 +206,8 @@ impl tower::Service<hyper::Request<Incoming>> for ConnService {
     fn call(&mut self, request: hyper::Request<Incoming>) -> Self::Future {
         let busy = self.table.busy(&self.activity);
         let rate = self.body_rate;
-        let mut request = request.map(|body| Body::new(MinRate::new(body, rate)));
+        let stall = Arc::clone(&self.activity.stall);
+        let mut request = request.map(|body| Body::new(MinRate::new(body, rate, stall)));
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let response = tower::Service::call(&mut self.router, request);
         Box::pin(async move {

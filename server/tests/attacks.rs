@@ -294,6 +294,57 @@ async fn stalled_guest_uploads_from_one_host_leave_room_for_others() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_from_many_hosts_are_cut_to_make_room() {
+    let dir = DataDir::new();
+    // 8 hosts × 25 stalled uploads ask for ~90 MiB of a 48 MiB budget, and
+    // keep it: no body rate cuts them for 40 s.
+    let mut server = TestServer::start(&dir, &["--body-rate-window", "60s"]);
+    server.login().await;
+    let link = guest_link(&server).await;
+    let stalled = stall_guest_uploads(&server, &link, 8).await;
+    tokio::time::sleep(common_stall()).await;
+    // The owner's upload waits for room; the longest-stalled requests are
+    // cut to make it.
+    legitimate_requests_work(&mut server, 7).await;
+    let b = stats(&server).await["app"]["memory_budget"].clone();
+    assert!(b["stalled_cut_total"].as_u64().unwrap() > 0, "{b}");
+    let peak = hwm(&server);
+    assert!(peak <= 96 * MIB, "peak RSS {} MiB", peak / MIB);
+    eprintln!("stalled-guest-upload (8 hosts): peak {} MiB", peak / MIB);
+    drop(stalled);
+    eventually(Duration::from_secs(20), "aborted uploads removed", || {
+        no_partial_uploads(&dir) && dir.count("SELECT COUNT(*) FROM entries") == 1
+    })
+    .await;
+}
+
+/// How long a request must have stalled before it may be cut, and a bit.
+fn common_stall() -> Duration {
+    Duration::from_secs(6)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_bodies_on_every_slot_give_way_to_new_clients() {
+    let dir = DataDir::new();
+    let mut server = TestServer::start(&dir, &["--max-connections", "64"]);
+    server.login().await;
+    let link = guest_link(&server).await;
+    // 64 uploads from 4 hosts hold every slot, sending nothing after the
+    // head: the body rate (20 s) has not cut them yet.
+    let (head, start) = guest_upload_head(&link);
+    let mut held = Vec::new();
+    for i in 0..64u8 {
+        let mut c = connect_from(&server, attacker(2 + i % 4)).await.unwrap();
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&start).await.unwrap();
+        held.push(c);
+    }
+    tokio::time::sleep(common_stall()).await;
+    legitimate_requests_work(&mut server, 8).await;
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickling_bodies_are_cut_at_the_minimum_rate() {
     let dir = DataDir::new();
     let mut server = TestServer::start(&dir, &["--body-rate-window", "3s"]);

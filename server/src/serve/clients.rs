@@ -10,8 +10,18 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+use super::min_rate::Stall;
+use crate::budget::Relief;
+
+/// A request stalled on its client for at least this long may be cut when
+/// the connection slots or the memory budget run out and nothing idle is
+/// left to close. Long enough for a phone's hiccup; attackers that stall
+/// to hold memory stall for far longer.
+pub const MIN_STALL_TO_CUT: Duration = Duration::from_secs(5);
 
 /// A client address as limits see it: IPv4 as is, IPv6 by its /64 (one
 /// host's usual allocation; per address would let it use 2⁶⁴ of them).
@@ -91,6 +101,8 @@ pub struct Activity {
     /// When it last became idle, as a tick of the table's clock (a counter:
     /// a total order, where milliseconds would tie).
     idle_since: AtomicU64,
+    /// Whether the request in flight waits on its client's body bytes.
+    pub stall: Arc<Stall>,
 }
 
 /// Marks a connection busy until dropped (when the response body is done).
@@ -159,6 +171,26 @@ impl Connections {
         self.clock.fetch_add(1, Relaxed)
     }
 
+    /// Cuts the busy connection whose request body has waited on its client
+    /// the longest, if that is at least `min`; false if none has. Its
+    /// upload is then removed like any aborted one.
+    pub fn cut_stalled(&self, min: Duration) -> bool {
+        let open = self.lock();
+        let stalest = open
+            .values()
+            .filter(|(a, token)| a.requests.load(Relaxed) > 0 && !token.is_cancelled())
+            .filter_map(|(a, token)| Some((a.stall.stalled_for()?, token)))
+            .filter(|(stalled, _)| *stalled >= min)
+            .max_by_key(|(stalled, _)| *stalled);
+        match stalest {
+            Some((_, token)) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Closes the connection idle the longest; false if none is idle.
     pub fn evict_idle(&self) -> bool {
         let open = self.lock();
@@ -185,6 +217,13 @@ impl Connections {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Arc<Activity>, CancellationToken)>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The memory budget's relief when full: the longest-stalled request goes.
+impl Relief for Connections {
+    fn relieve(&self) -> bool {
+        self.cut_stalled(MIN_STALL_TO_CUT)
     }
 }
 

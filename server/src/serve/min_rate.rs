@@ -11,6 +11,7 @@
 //! Apache's `mod_reqtimeout` does the same (`body=20,MinRate=500`).
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -42,6 +43,28 @@ pub struct BodyTooSlow {
     pub rate: BodyRate,
 }
 
+/// Since when a connection's request body has been waiting on its client
+/// with no byte arriving (`None`: it is not), read by the accept loop and
+/// the memory budget to cut the longest-stalled request when they run out.
+#[derive(Debug, Default)]
+pub struct Stall(Mutex<Option<Instant>>);
+
+impl Stall {
+    /// How long the body has been stalled on its client, if it is.
+    pub fn stalled_for(&self) -> Option<Duration> {
+        self.lock().map(|since| since.elapsed())
+    }
+
+    fn set(&self, since: Option<Instant>) {
+        *self.lock() = since;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // A plain instant: still right after a panic elsewhere.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// `inner` with the minimum rate enforced.
 pub struct MinRate<B> {
     inner: B,
@@ -53,10 +76,14 @@ pub struct MinRate<B> {
     /// When the current wait began, while the body is pending.
     pending_since: Option<Instant>,
     timer: Pin<Box<Sleep>>,
+    /// Shared with the connection: set while waiting on the client.
+    stall: Arc<Stall>,
+    stalled: bool,
 }
 
 impl<B> MinRate<B> {
-    pub fn new(inner: B, rate: BodyRate) -> Self {
+    pub fn new(inner: B, rate: BodyRate, stall: Arc<Stall>) -> Self {
+        stall.set(None);
         MinRate {
             inner,
             rate,
@@ -64,6 +91,23 @@ impl<B> MinRate<B> {
             received: 0,
             pending_since: None,
             timer: Box::pin(tokio::time::sleep(rate.window)),
+            stall,
+            stalled: false,
+        }
+    }
+
+    /// Marks the body as waiting on its client from `now` (if not already).
+    fn stalling(&mut self, now: Instant) {
+        if !self.stalled {
+            self.stalled = true;
+            self.stall.set(Some(now));
+        }
+    }
+
+    fn moving(&mut self) {
+        if self.stalled {
+            self.stalled = false;
+            self.stall.set(None);
         }
     }
 
@@ -98,7 +142,11 @@ where
         if let Some(since) = this.pending_since.take() {
             this.waited += now - since;
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if polled.is_ready() {
+            this.moving();
+        }
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.received += data.len() as u64;
@@ -116,6 +164,7 @@ where
                 }
                 // Wake when the window's waiting time would be used up.
                 this.pending_since = Some(now);
+                this.stalling(now);
                 let deadline = now + (this.rate.window - this.waited);
                 if this.timer.deadline() != deadline {
                     this.timer.as_mut().reset(deadline);
@@ -143,6 +192,12 @@ where
     }
 }
 
+impl<B> Drop for MinRate<B> {
+    fn drop(&mut self) {
+        self.moving();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,7 +220,11 @@ mod tests {
         let frames = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|frame| (frame, rx))
         });
-        (tx, MinRate::new(StreamBody::new(Box::pin(frames)), RATE))
+        let stall = Arc::new(Stall::default());
+        (
+            tx,
+            MinRate::new(StreamBody::new(Box::pin(frames)), RATE, stall),
+        )
     }
 
     #[tokio::test(start_paused = true)]
@@ -218,5 +277,27 @@ mod tests {
             }
         }
         assert_eq!(total, 60 * 200);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stall_mark_says_how_long_the_client_has_been_silent() {
+        let (tx, body) = channel_body();
+        let stall = Arc::clone(&body.stall);
+        let mut body = body;
+        let reader = tokio::spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(stall.stalled_for(), Some(Duration::from_secs(3)));
+        tx.send(Ok(Frame::data(Bytes::from_static(b"x"))))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            stall.stalled_for(),
+            Some(Duration::from_secs(1)),
+            "reset by the byte"
+        );
+        drop(tx);
+        reader.await.unwrap();
+        assert_eq!(stall.stalled_for(), None, "the body is done");
     }
 }
