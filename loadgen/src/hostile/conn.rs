@@ -20,6 +20,9 @@ use crate::config::Config;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest piece written at once, so counts stay close to what left.
 pub(crate) const PIECE: usize = 64 * 1024;
+/// Pause before a connection is opened again, so a server that refuses or closes at once is
+/// not hammered in a loop.
+const REOPEN_PAUSE: Duration = Duration::from_millis(200);
 /// How long an attacker waits for a response already sent, at the end.
 const LAST_LOOK: Duration = Duration::from_millis(50);
 
@@ -51,6 +54,31 @@ impl Attack {
         let grace = self.deadline + CONNECT_TIMEOUT;
         while let Ok(Some(_)) = tokio::time::timeout_at(grace, tasks.join_next()).await {}
         tasks.abort_all();
+    }
+
+    /// Like `each`, but a connection that ends before the attack does (refused, timed out,
+    /// closed or cut by the server) is opened again after a short pause, until the end:
+    /// `attempt` returns true when it held its connection to the end.
+    pub(crate) async fn each_repeating<F, Fut>(self: &Arc<Self>, attempt: F)
+    where
+        F: Fn(Arc<Attack>, usize) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.each(move |attack, i| {
+            let attempt = attempt.clone();
+            async move {
+                while !attack.is_over() {
+                    if attempt(Arc::clone(&attack), i).await {
+                        return;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(REOPEN_PAUSE) => {}
+                        () = attack.over() => return,
+                    }
+                }
+            }
+        })
+        .await;
     }
 
     /// The time bound is over or the attack was stopped.

@@ -2,27 +2,16 @@
 //! (after a short pause) until the end.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::conn::Attack;
 
-/// Pause before reopening, so a server that closes at once is not hammered in a loop.
-const REOPEN_PAUSE: Duration = Duration::from_millis(200);
-
 pub(crate) async fn run(attack: &Arc<Attack>) {
-    attack.each(connection).await;
+    attack.each_repeating(connection).await;
 }
 
-async fn connection(attack: Arc<Attack>, i: usize) {
-    while !attack.is_over() {
-        if let Some(mut stream) = attack.connect(i).await
-            && attack.hold(&mut stream).await
-        {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(REOPEN_PAUSE) => {}
-            () = attack.over() => return,
-        }
+async fn connection(attack: Arc<Attack>, i: usize) -> bool {
+    match attack.connect(i).await {
+        Some(mut stream) => attack.hold(&mut stream).await,
+        None => false,
     }
 }

