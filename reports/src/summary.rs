@@ -338,20 +338,6 @@ fn append_to(path: &Path, md: &str) -> Result<(), ReportError> {
     writeln!(file, "{md}").map_err(ReportError::io("appending to", path))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_summaries_are_appended_not_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("step-summary.md");
-        append_to(&path, "## one").unwrap();
-        append_to(&path, "## two").unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "## one\n## two\n");
-    }
-}
-
 /// One line on the `/healthz` probes, for the markdown and the HTML.
 pub fn health_text(h: &HealthSummary) -> String {
     let limit = h.max_latency_ms.map_or(String::new(), |m| {
@@ -369,4 +355,18 @@ pub fn health_text(h: &HealthSummary) -> String {
          max {:.1} ms, {} failed (a failure counts as its timeout){limit}.",
         h.probes, h.p50_ms, h.p99_ms, h.max_ms, h.failures
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_summaries_are_appended_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("step-summary.md");
+        append_to(&path, "## one").unwrap();
+        append_to(&path, "## two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "## one\n## two\n");
+    }
 }
