@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::hostile::Sources;
 use crate::size::ByteSize;
 use crate::summary::UploadRecord;
 
@@ -32,11 +33,24 @@ pub enum Scenario {
     /// Delete uploaded entries (`DELETE /api/entry/{id}`), each once, and check they are gone.
     /// Not part of `mixed`: downloads there would fetch what it deleted.
     Delete,
+    /// Hostile (raw sockets, `hostile`): `POST /api/auth` with a 2 MB JSON body per
+    /// connection, response never read.
+    LoginBodyFlood,
+    /// Hostile: multipart uploads to an unlimited guest link that send `stall-after` bytes and
+    /// stall.
+    StalledGuestUpload,
+    /// Hostile: POST bodies trickled one byte per `trickle-interval`.
+    SlowBody,
+    /// Hostile: connections that send nothing, reopened when the server closes them.
+    IdleFlood,
+    /// Hostile: `history-requests` pipelined one-byte Range downloads of one small entry, then
+    /// its download history fetched as the owner.
+    HistoryFlood,
 }
 
 impl Scenario {
     /// Every scenario, in the order help texts list them.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Upload,
         Scenario::Download,
         Scenario::SlowUpload,
@@ -44,7 +58,24 @@ impl Scenario {
         Scenario::Mixed,
         Scenario::Churn,
         Scenario::Delete,
+        Scenario::LoginBodyFlood,
+        Scenario::StalledGuestUpload,
+        Scenario::SlowBody,
+        Scenario::IdleFlood,
+        Scenario::HistoryFlood,
     ];
+
+    /// An attack class: raw-socket clients in `hostile`, not goose users.
+    pub const fn is_hostile(self) -> bool {
+        matches!(
+            self,
+            Scenario::LoginBodyFlood
+                | Scenario::StalledGuestUpload
+                | Scenario::SlowBody
+                | Scenario::IdleFlood
+                | Scenario::HistoryFlood
+        )
+    }
 
     /// The kebab-case name used on the command line, in TOML and in the summary.
     pub const fn name(self) -> &'static str {
@@ -56,6 +87,11 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::Churn => "churn",
             Scenario::Delete => "delete",
+            Scenario::LoginBodyFlood => "login-body-flood",
+            Scenario::StalledGuestUpload => "stalled-guest-upload",
+            Scenario::SlowBody => "slow-body",
+            Scenario::IdleFlood => "idle-flood",
+            Scenario::HistoryFlood => "history-flood",
         }
     }
 }
@@ -78,7 +114,7 @@ pub enum ParseScenarioError {
     GuestUploadUnavailable,
     #[error(
         "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, delete, \
-         churn)"
+         churn, login-body-flood, stalled-guest-upload, slow-body, idle-flood, history-flood)"
     )]
     Unknown(String),
 }
@@ -228,6 +264,18 @@ pub struct Config {
     /// pace traffic). Unset: none.
     #[serde(with = "humantime_serde")]
     pub think_time: Option<Duration>,
+    /// Attack connections (hostile scenarios); unset: the class's default
+    /// (`hostile::default_connections`).
+    pub connections: Option<usize>,
+    /// Loopback addresses the attack connections come from (hostile scenarios).
+    pub sources: Sources,
+    /// Requests `history-flood` pipelines.
+    pub history_requests: usize,
+    /// Time between the bytes of `slow-body`.
+    #[serde(with = "humantime_serde")]
+    pub trickle_interval: Duration,
+    /// Body bytes each `stalled-guest-upload` connection sends before it stalls.
+    pub stall_after: ByteSize,
 }
 
 /// 618 MB at 5 MB/s takes 124 s; 300 s leaves room for a 618 MB upload down to ~2 MB/s.
@@ -259,6 +307,11 @@ impl Default for Config {
             expire_after: None,
             delete_fraction: 0.5,
             think_time: None,
+            connections: None,
+            sources: Sources::default(),
+            history_requests: 20_000,
+            trickle_interval: Duration::from_secs(20),
+            stall_after: ByteSize(1_200_000),
         }
     }
 }
@@ -293,6 +346,9 @@ impl Config {
         }
         if self.secret.is_empty() {
             return Err("the shared secret is empty (--secret or PS_SHARED_SECRET)".into());
+        }
+        if self.scenario.is_hostile() {
+            return crate::hostile::validate(self);
         }
         if self.users == 0 {
             return Err("users must be at least 1".into());

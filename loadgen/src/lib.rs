@@ -8,6 +8,8 @@
 //! - `verify`: checking downloaded bytes against the uploaded ones as they arrive.
 //! - `scenarios`: the goose scenarios (`upload`, `download`, `slow-upload`, `abort-upload`,
 //!   `mixed`, `delete`); `guest-upload` waits for guest links in share-server.
+//! - `hostile`: attack scenarios (`login-body-flood`, `stalled-guest-upload`, `slow-body`,
+//!   `idle-flood`, `history-flood`): raw-socket clients, bounded, loopback only.
 //! - `attack`: the goose configuration and run; `preflight`: server checks with short timeouts.
 //! - `recorder` + `histogram`: the bounded tally; `summary`: the summary written as JSON.
 //! - `run`: the entry point, `run(config) -> Result<Summary, Error>`.
@@ -21,6 +23,7 @@ mod config;
 mod content;
 mod error;
 mod histogram;
+mod hostile;
 mod http;
 mod preflight;
 mod recorder;
@@ -35,6 +38,10 @@ pub use body::{PIECE, pattern_sha256};
 pub use config::{Config, DEFAULT_TIMEOUT, MixedWeights, ParseScenarioError, Scenario};
 pub use content::Pattern;
 pub use error::Error;
+pub use hostile::{
+    AttackSummary, DEFAULT_DURATION as DEFAULT_ATTACK_DURATION, HistoryCheck, MAX_CONNECTIONS,
+    MAX_SOURCES, Sources, default_connections,
+};
 pub use recorder::{MAX_MISMATCH_EXAMPLES, MAX_REASONS};
 pub use run::run;
 pub use size::{ByteSize, ParseSizeError};

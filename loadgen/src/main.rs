@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use loadgen::{ByteSize, Config, MixedWeights, Scenario, Summary};
+use loadgen::{ByteSize, Config, MixedWeights, Scenario, Sources, Summary};
 
 const AFTER_HELP: &str = "\
 Scenarios:
@@ -23,6 +23,15 @@ Scenarios:
   delete        delete entries (DELETE /api/entry/{id}), each by one user, and check each is
                 gone (GET answers 404); entries as for download
   guest-upload  not available: share-server has no guest links yet; it is added once they exist
+
+Attacks (raw sockets, loopback only, bounded by --connections and --run-time, default 30s;
+the server refusing or resetting them is counted, not a failure; the server gone is):
+  login-body-flood      POST /api/auth with a 2 MB JSON body per connection, answer unread (200)
+  stalled-guest-upload  uploads to a new unlimited guest link: --stall-after bytes, then stall (200)
+  slow-body             POST bodies trickled one byte per --trickle-interval (260)
+  idle-flood            connections that send nothing, reopened when closed (300)
+  history-flood         --history-requests pipelined 1-byte Range GETs of one small upload with a
+                        600-byte User-Agent (4 connections), then its download history as owner
 
 The story's repro (three parallel 618 MB uploads):
   loadgen --host http://127.0.0.1:4001 --secret ... --users 3 --scenario upload --size 618MB --iterations 1
@@ -45,7 +54,7 @@ struct Args {
     /// The server's shared secret.
     #[arg(long, env = "PS_SHARED_SECRET", hide_env_values = true)]
     secret: String,
-    /// upload, download, slow-upload, abort-upload, mixed or churn (guest-upload: not yet, see below).
+    /// A polite scenario or an attack, see below.
     #[arg(long, default_value_t = Config::default().scenario)]
     scenario: Scenario,
     /// Concurrent users.
@@ -106,6 +115,21 @@ struct Args {
     /// Warnings only, and no goose tables at the end.
     #[arg(short, long)]
     quiet: bool,
+    /// Attacks: connections held at once [default: the class's, see below].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Attacks: source addresses, a count (16: spread over 127/8) or a list (127.0.0.2,127.0.0.3).
+    #[arg(long)]
+    sources: Option<Sources>,
+    /// history-flood: requests pipelined.
+    #[arg(long, default_value_t = Config::default().history_requests)]
+    history_requests: usize,
+    /// slow-body: time between body bytes.
+    #[arg(long, default_value_t = Config::default().trickle_interval.into())]
+    trickle_interval: humantime::Duration,
+    /// stalled-guest-upload: body bytes sent before stalling.
+    #[arg(long, default_value_t = Config::default().stall_after)]
+    stall_after: ByteSize,
 }
 
 impl Args {
@@ -143,6 +167,11 @@ impl Args {
             expire_after: self.expire_after.map(Into::into),
             delete_fraction: self.delete_fraction,
             think_time: self.think_time.map(Into::into),
+            connections: self.connections,
+            sources: self.sources.unwrap_or_default(),
+            history_requests: self.history_requests,
+            trickle_interval: self.trickle_interval.into(),
+            stall_after: self.stall_after,
         })
     }
 }

@@ -45,14 +45,16 @@ impl Drop for StopOnDrop {
 /// Dropping the future stops the run (as ctrl-c does) without a summary; goose winds down in the
 /// background and the next `run` waits for it.
 pub async fn run(config: Config) -> Result<Summary, Error> {
+    if config.scenario.is_hostile() {
+        // Raw sockets, no goose: attacks run beside each other and beside a goose run.
+        config.validate().map_err(Error::Config)?;
+        create_report_dir(&config)?;
+        return crate::hostile::run(config).await;
+    }
     let one_run = Arc::clone(&ONE_RUN_AT_A_TIME).lock_owned().await;
     config.validate().map_err(Error::Config)?;
     let upload_size = config.upload_size().map_err(Error::Config)?;
-    std::fs::create_dir_all(&config.report_dir).map_err(|source| Error::Io {
-        action: "creating the report directory",
-        path: config.report_dir.clone(),
-        source,
-    })?;
+    create_report_dir(&config)?;
     let started_at = SystemTime::now();
     let clock = Instant::now();
     let state = Arc::new(
@@ -151,7 +153,15 @@ async fn attack_in_task(
     }
 }
 
-fn write_summary(summary: &Summary) -> Result<(), Error> {
+fn create_report_dir(config: &Config) -> Result<(), Error> {
+    std::fs::create_dir_all(&config.report_dir).map_err(|source| Error::Io {
+        action: "creating the report directory",
+        path: config.report_dir.clone(),
+        source,
+    })
+}
+
+pub(crate) fn write_summary(summary: &Summary) -> Result<(), Error> {
     let path: &Path = &summary.reports.summary;
     let io_error = |source| Error::Io {
         action: "writing the summary",

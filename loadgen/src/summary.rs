@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Scenario};
 pub use crate::histogram::DurationStats;
+use crate::hostile::AttackSummary;
 
 /// File name of the summary inside `Config::report_dir`.
 pub const SUMMARY_FILE: &str = "loadgen-summary.json";
@@ -151,6 +152,9 @@ pub struct Summary {
     pub config: Option<Config>,
     /// How many `known_uploads` the run was given.
     pub known_uploads: usize,
+    /// What an attack scenario did (`hostile`); absent for the polite scenarios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attack: Option<AttackSummary>,
 }
 
 impl Summary {
@@ -190,6 +194,9 @@ impl Summary {
             self.verified_ranges,
             self.mismatches
         );
+        if let Some(attack) = &self.attack {
+            out += &attack.to_text();
+        }
         if let Some(rss) = self.loadgen_peak_rss_bytes {
             out += &format!(
                 "\n  loadgen peak RSS {:.1} MiB",

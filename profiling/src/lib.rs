@@ -13,12 +13,17 @@
 //!   (shared with the reports).
 //! - [`sampler`]: the periodic sampler that writes it.
 //! - [`meta`]: what ran (git revision, features, kernel, cgroup, limit).
+//! - `phases`: the load phases, in order or in the `background`; `health`: the `/healthz`
+//!   prober (`healthz.jsonl`); `events`: `events.jsonl`.
 //! - [`run`]: `rig run`, tying it all together into a run directory.
 //! - [`gate`]: `rig gate`, the memory-regression gate over N runs.
 
+mod events;
 pub mod gate;
+mod health;
 pub mod machine;
 pub mod meta;
+mod phases;
 pub mod run;
 mod run_progress;
 pub mod sampler;

@@ -14,10 +14,8 @@
 //! ```
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rand::distr::{Alphanumeric, SampleString};
@@ -25,15 +23,17 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::events::Events;
+use crate::health;
 use crate::machine::{self, Machine};
 use crate::meta::{Git, Host, Meta, ServerMeta};
+use crate::phases;
+pub use crate::phases::PhaseOutcome;
 use crate::sampler::{self, Sampler};
-use crate::scenario::Scenario;
+use crate::scenario::{HealthSpec, Scenario};
 use crate::target::{self, Exit, Server};
-use run_format::{Sample, files};
+use run_format::{HealthSummary, Sample, files};
 
-/// How long a phase's loadgen may take to notice a dead server and return.
-const LOADGEN_WIND_DOWN: Duration = Duration::from_secs(15);
 /// Samples kept in `outcome.json` from just before the end (or the death).
 const LAST_SAMPLES: usize = 5;
 
@@ -78,7 +78,8 @@ pub struct RunOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub run_dir: PathBuf,
-    /// No OOM kill, the server alive until the rig stopped it, every phase ok, not interrupted.
+    /// No OOM kill, the server alive until the rig stopped it, every phase ok, not interrupted,
+    /// and with `[health] max_latency`, every `/healthz` probe answered within it.
     pub passed: bool,
     pub oom_kills: u64,
     pub server_exit: Option<Exit>,
@@ -87,20 +88,11 @@ pub struct Outcome {
     pub interrupted: bool,
     pub phases: Vec<PhaseOutcome>,
     pub samples: u64,
+    /// The `/healthz` probes in numbers (`healthz.jsonl` has each one).
+    pub health: Option<HealthSummary>,
     pub peaks: Peaks,
     /// The samples just before the end (or the death).
     pub last_samples: Vec<Sample>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseOutcome {
-    pub name: String,
-    pub started_ms: u64,
-    pub ended_ms: u64,
-    pub ok: bool,
-    /// loadgen's error, if it failed as a whole.
-    pub error: Option<String>,
-    pub summary: Option<loadgen::Summary>,
 }
 
 /// Highest figures over the run, bytes.
@@ -137,32 +129,6 @@ impl Peaks {
             .and_then(|v| v.as_u64())
         {
             max(&mut self.allocator_resident_bytes, r);
-        }
-    }
-}
-
-/// Appends timestamped events to `events.jsonl`.
-#[derive(Clone)]
-struct Events {
-    file: Arc<Mutex<File>>,
-    started: Instant,
-}
-
-impl Events {
-    fn record(&self, event: &str, detail: serde_json::Value) {
-        self.record_at(self.started.elapsed().as_millis() as u64, event, detail);
-    }
-
-    fn record_at(&self, t_ms: u64, event: &str, detail: serde_json::Value) {
-        let event = run_format::Event {
-            t_ms,
-            event: event.to_owned(),
-            detail,
-        };
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Ok(line) = serde_json::to_string(&event) {
-            let _ = writeln!(file, "{line}");
-            let _ = file.flush();
         }
     }
 }
@@ -261,12 +227,8 @@ async fn drive(
     let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
     let db = data.join("store.db");
     let oom_before = machine.oom_kills().unwrap_or(0);
-    let events = Events {
-        file: Arc::new(Mutex::new(
-            File::create(dir.join(files::EVENTS)).map_err(io("creating events.jsonl"))?,
-        )),
-        started: Instant::now(),
-    };
+    let events =
+        Events::new(File::create(dir.join(files::EVENTS)).map_err(io("creating events.jsonl"))?);
     let log = dir.join(files::SERVER_LOG);
     let mut server = tokio::select! {
         server = Server::start(machine, binary, &scenario.server.args, &db, &log, &secret) => server?,
@@ -296,93 +258,29 @@ async fn drive(
     };
     let live = progress.then(|| crate::run_progress::spawn(latest_rx, machine.info().limit_bytes));
 
-    let mut phases = Vec::new();
-    let mut died: Option<(Exit, u64)> = None;
-    let mut interrupted = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let stop_probing = CancellationToken::new();
+    let probing = {
+        let prober = health::Prober {
+            address: health::address_of(&server.base_url),
+            spec: scenario.health.clone(),
+            started: events.started,
+            label: phase.clone(),
+        };
+        let (path, stop) = (dir.join(files::HEALTHZ), stop_probing.clone());
+        tokio::spawn(async move { prober.run(&path, stop).await })
+    };
 
-    for (index, (spec, mut config)) in scenario.phases.iter().zip(phase_configs).enumerate() {
-        phase.set(&spec.name);
-        let started_ms = events.started.elapsed().as_millis() as u64;
-        events.record("phase-start", serde_json::json!({ "phase": spec.name }));
-        config.host = server.base_url.clone();
-        config.secret = secret.clone();
-        config.report_dir =
-            dir.join(files::LOADGEN_DIR)
-                .join(format!("{}-{}", index + 1, spec.name));
-        // What earlier phases stored and did not delete.
-        config
-            .known_uploads
-            .extend(loadgen::Summary::remaining_uploads(
-                phases
-                    .iter()
-                    .filter_map(|p: &PhaseOutcome| p.summary.as_ref()),
-            ));
-        config.quiet = true;
-        let load = loadgen::run(config);
-        tokio::pin!(load);
-        let result = tokio::select! {
-            result = &mut load => Some(result),
-            exit = server.wait() => {
-                died = Some((exit, events.started.elapsed().as_millis() as u64));
-                // loadgen sees the server gone within seconds and returns what
-                // it did (its partial summary) instead of being cut off.
-                tokio::time::timeout(LOADGEN_WIND_DOWN, &mut load).await.ok()
-            }
-            _ = &mut ctrl_c => {
-                interrupted = true;
-                None
-            }
-        };
-        let ended_ms = events.started.elapsed().as_millis() as u64;
-        let (ok, error, summary) = match result {
-            Some(Ok(summary)) => (summary.ok, None, Some(summary)),
-            Some(Err(e)) => {
-                // goose replaces the process's SIGINT handler on its first run,
-                // so a ctrl-c during a phase arrives here, as loadgen's error.
-                if matches!(e, loadgen::Error::Interrupted { .. }) {
-                    interrupted = true;
-                }
-                (false, Some(e.to_string()), e.partial_summary().cloned())
-            }
-            None => (
-                false,
-                Some(if interrupted {
-                    "interrupted".into()
-                } else {
-                    "the server died".into()
-                }),
-                None,
-            ),
-        };
-        events.record(
-            "phase-end",
-            serde_json::json!({ "phase": spec.name, "ok": ok, "error": error }),
-        );
-        phases.push(PhaseOutcome {
-            name: spec.name.clone(),
-            started_ms,
-            ended_ms,
-            ok,
-            error,
-            summary,
-        });
-        if died.is_some() || interrupted {
-            break;
-        }
-        if !spec.pause_after.is_zero() {
-            phase.set("pause");
-            tokio::select! {
-                () = tokio::time::sleep(spec.pause_after) => {}
-                exit = server.wait() => died = Some((exit, events.started.elapsed().as_millis() as u64)),
-                _ = &mut ctrl_c => interrupted = true,
-            }
-            if died.is_some() || interrupted {
-                break;
-            }
-        }
-    }
+    let context = phases::Context {
+        events: &events,
+        label: &phase,
+        dir,
+        secret: &secret,
+    };
+    let phases::Ran {
+        phases,
+        died,
+        interrupted,
+    } = phases::run_all(&context, &mut server, &scenario.phases, phase_configs).await;
     record_oom_kills(&events, machine);
     if let Some((exit, at)) = &died {
         events.record(
@@ -398,6 +296,12 @@ async fn drive(
     // One more tick so the last state is on record, then stop sampling.
     tokio::time::sleep(scenario.sampling.interval).await;
     stop_sampling.cancel();
+    stop_probing.cancel();
+    match probing.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(io("writing healthz.jsonl")(e)),
+        Err(e) => return Err(io("the health prober")(std::io::Error::other(e))),
+    }
     let samples = match sampling.await {
         Ok(Ok(n)) => n,
         Ok(Err(e)) => return Err(io("writing samples.jsonl")(e)),
@@ -419,8 +323,14 @@ async fn drive(
     );
     let oom_kills = machine.oom_kills().unwrap_or(0).saturating_sub(oom_before);
     let (peaks, last_samples) = read_back(&samples_path)?;
-    let passed =
-        oom_kills == 0 && died_at_ms.is_none() && !interrupted && phases.iter().all(|p| p.ok);
+    let health = read_health(&dir.join(files::HEALTHZ), &scenario.health)?;
+    let health_ok =
+        scenario.health.max_latency.is_none() || health.as_ref().is_some_and(|h| h.passed);
+    let passed = oom_kills == 0
+        && died_at_ms.is_none()
+        && !interrupted
+        && phases.iter().all(|p| p.ok)
+        && health_ok;
     Ok(Outcome {
         run_dir: dir.to_owned(),
         passed,
@@ -430,9 +340,18 @@ async fn drive(
         interrupted,
         phases,
         samples,
+        health,
         peaks,
         last_samples,
     })
+}
+
+/// The probes of `healthz.jsonl` in numbers; `None` when there were none.
+fn read_health(path: &Path, spec: &HealthSpec) -> Result<Option<HealthSummary>, RunError> {
+    let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+    let probes = run_format::health::parse(&text);
+    let limit = spec.max_latency.map(|d| d.as_secs_f64() * 1000.0);
+    Ok((!probes.is_empty()).then(|| HealthSummary::of(&probes, limit)))
 }
 
 /// `oom-kill` events at the time the machine saw them (the guest kernel's

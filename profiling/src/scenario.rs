@@ -21,9 +21,12 @@ pub struct Scenario {
     pub server: ServerSpec,
     #[serde(default)]
     pub sampling: SamplingSpec,
-    /// Load phases, run in order.
+    /// Load phases, run in order (a `background` one beside the phases after it).
     #[serde(default)]
     pub phases: Vec<Phase>,
+    /// The rig's `/healthz` prober, and the latency that fails a run.
+    #[serde(default)]
+    pub health: HealthSpec,
     /// Limits checked by `rig gate`; kept as written.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
     pub budgets: toml::Table,
@@ -142,6 +145,41 @@ pub struct Phase {
     /// Idle time after the phase (lets memory settle; shows in the plots).
     #[serde(with = "humantime_serde", default)]
     pub pause_after: Duration,
+    /// Start the phase and go on to the next one at once: it runs beside the phases after it
+    /// (an attack while the polite load runs). The run waits for it at the end.
+    #[serde(default)]
+    pub background: bool,
+}
+
+/// `[health]`: a fresh connection to `/healthz` every `interval`, each with `timeout`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    #[serde(with = "humantime_serde", default = "default_probe_interval")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde", default = "default_probe_timeout")]
+    pub timeout: Duration,
+    /// A probe that fails or takes longer fails the run. Unset: probes are only reported.
+    #[serde(with = "humantime_serde", default)]
+    pub max_latency: Option<Duration>,
+}
+
+fn default_probe_interval() -> Duration {
+    Duration::from_millis(500)
+}
+
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            interval: default_probe_interval(),
+            timeout: default_probe_timeout(),
+            max_latency: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +239,27 @@ impl Scenario {
         if scenario.sampling.interval < Duration::from_millis(10) {
             return Err(invalid("sampling.interval must be at least 10ms".into()));
         }
+        if let Some(p) = scenario
+            .phases
+            .iter()
+            .find(|p| p.background && !p.pause_after.is_zero())
+        {
+            return Err(invalid(format!(
+                "phase {}: a background phase has no pause_after (the next phase starts at once)",
+                p.name
+            )));
+        }
+        let health = &scenario.health;
+        if health.interval < Duration::from_millis(50) || health.timeout.is_zero() {
+            return Err(invalid(
+                "health.interval must be at least 50ms and health.timeout above 0".into(),
+            ));
+        }
+        if health.max_latency.is_some_and(|m| m >= health.timeout) {
+            return Err(invalid(
+                "health.max_latency must be below health.timeout".into(),
+            ));
+        }
         Ok(scenario)
     }
 }
@@ -228,6 +287,13 @@ mod tests {
             [phases.loadgen]
             scenario = "upload"
             users = 3
+            [[phases]]
+            name = "attack"
+            background = true
+            [phases.loadgen]
+            scenario = "idle-flood"
+            [health]
+            max_latency = "1s"
             [budgets]
             peak-working-set = "200MiB"
         "#;
@@ -238,6 +304,14 @@ mod tests {
         assert_eq!(s.phases[0].pause_after, Duration::from_secs(2));
         assert_eq!(s.phases[0].loadgen["users"].as_integer(), Some(3));
         assert!(s.budgets.contains_key("peak-working-set"));
+        assert!(!s.phases[0].background && s.phases[1].background);
+        assert_eq!(s.health.max_latency, Some(Duration::from_secs(1)));
+        assert_eq!(s.health.interval, Duration::from_millis(500));
+        let paused = text.replace(
+            "background = true",
+            "background = true\npause_after = \"1s\"",
+        );
+        assert!(Scenario::parse(&paused, Path::new("x.toml")).is_err());
     }
 
     #[test]

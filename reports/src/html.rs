@@ -110,6 +110,15 @@ pub fn report(a: &Analysis, s: &Summary, svg: &str) -> String {
             esc(&note.replace("**", ""))
         );
     }
+    if let Some(h) = &s.health {
+        let _ = writeln!(
+            b,
+            "<p>{}</p>",
+            esc(&crate::summary::health_text(h)
+                .replace("**", "")
+                .replace('`', ""))
+        );
+    }
     b.push_str("<h2>Plots</h2>\n<div class=\"plot\">\n");
     b.push_str(svg);
     let _ = writeln!(
@@ -199,6 +208,15 @@ fn suspects_table(s: &Summary) -> String {
     b
 }
 
+/// A phase's name, marked when it ran in the background (beside the phases after it).
+fn phase_name(p: &Value) -> String {
+    let name = p.get("name").and_then(Value::as_str).unwrap_or("?");
+    match p.get("background").and_then(Value::as_bool) {
+        Some(true) => format!("{name} (background)"),
+        _ => name.to_owned(),
+    }
+}
+
 fn phases_table(a: &Analysis) -> String {
     let mut b = String::from("<h2>Phases</h2>\n");
     let phases = a
@@ -225,7 +243,7 @@ fn phases_table(a: &Analysis) -> String {
         let _ = writeln!(
             b,
             "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
-            esc(p.get("name").and_then(Value::as_str).unwrap_or("?")),
+            esc(&phase_name(p)),
             n(p, "started_ms").unwrap_or(0.0) / 1000.0,
             n(p, "ended_ms").unwrap_or(0.0) / 1000.0,
             if p.get("ok").and_then(Value::as_bool) == Some(true) {

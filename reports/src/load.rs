@@ -22,6 +22,8 @@ pub struct Run {
     pub scenario_text: Option<String>,
     /// goose's and loadgen's report files, relative to `dir` (`loadgen/1-upload/goose-report.html`).
     pub loadgen_files: Vec<PathBuf>,
+    /// The rig's `/healthz` probes (`healthz.jsonl`; empty for runs from before it).
+    pub health: Vec<run_format::HealthProbe>,
 }
 
 /// How the server ended, from `outcome.json`, else from `events.jsonl`.
@@ -68,6 +70,9 @@ pub fn load(dir: &Path) -> Result<Run, ReportError> {
         outcome: optional_json(&dir.join(files::OUTCOME))?,
         scenario_text: optional_text(&dir.join(files::SCENARIO))?,
         loadgen_files: loadgen_files(dir)?,
+        health: optional_text(&dir.join(files::HEALTHZ))?
+            .map(|t| run_format::health::parse(&t))
+            .unwrap_or_default(),
     })
 }
 

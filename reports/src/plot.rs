@@ -287,6 +287,18 @@ fn mesh<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, t_max: f64) -> R
         .map_err(|e| e.to_string())
 }
 
+/// The height of a row of phase names, as a share of the panel's height.
+const LABEL_ROW: f64 = 0.07;
+
+/// The row of phase `i`'s name: the number of earlier phases still running when it starts.
+fn label_row(phases: &[PhaseSpan], i: usize, end: f64) -> usize {
+    let start = phases[i].start_s;
+    phases[..i]
+        .iter()
+        .filter(|p| p.end_s.unwrap_or(end) > start)
+        .count()
+}
+
 /// Shaded phases (named on the first panel) and red lines at deaths and OOM kills.
 fn marks<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
@@ -298,6 +310,8 @@ fn marks<'a, DB: DrawingBackend + 'a>(
     for (i, p) in fig.phases.iter().enumerate() {
         let tint = PHASE_TINTS[i % PHASE_TINTS.len()];
         let until = p.end_s.unwrap_or(end);
+        // Phases that overlap (background ones) get their names on rows below each other.
+        let row = label_row(fig.phases, i, end);
         chart
             .draw_series(std::iter::once(Rectangle::new(
                 [(p.start_s, 0.0), (until, y_max)],
@@ -308,7 +322,7 @@ fn marks<'a, DB: DrawingBackend + 'a>(
             chart
                 .draw_series(std::iter::once(Text::new(
                     format!("{} ▸", p.name),
-                    (p.start_s, y_max),
+                    (p.start_s, y_max * (1.0 - LABEL_ROW * row as f64)),
                     (FONT, 15)
                         .into_font()
                         .style(FontStyle::Bold)

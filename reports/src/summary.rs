@@ -17,6 +17,7 @@ use crate::error::ReportError;
 use crate::suspects::{Finding, Suspect};
 use crate::timeline::Layer;
 use crate::verdict::Verdict;
+use run_format::HealthSummary;
 
 pub const SCHEMA: u32 = 1;
 const MIB: f64 = 1024.0 * 1024.0;
@@ -49,6 +50,9 @@ pub struct Summary {
     /// Seconds of run those slopes cover.
     #[serde(default)]
     pub slope_window_s: f64,
+    /// The rig's `/healthz` probes in numbers (absent for runs without them).
+    #[serde(default)]
+    pub health: Option<HealthSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,6 +168,14 @@ impl Summary {
             anon_slope_mib_per_hour: drift.anon_mib_per_hour,
             allocator_slope_mib_per_hour: drift.allocator_mib_per_hour,
             slope_window_s: drift.window_s,
+            health: (!run.health.is_empty()).then(|| {
+                let limit = run
+                    .outcome
+                    .as_ref()
+                    .and_then(|o| o.pointer("/health/max_latency_ms"))
+                    .and_then(Value::as_f64);
+                HealthSummary::of(&run.health, limit)
+            }),
         }
     }
 
@@ -192,6 +204,9 @@ impl Summary {
         );
         if let Some(note) = self.run.timing_note() {
             let _ = writeln!(md, "{note}\n");
+        }
+        if let Some(h) = &self.health {
+            let _ = writeln!(md, "{}\n", health_text(h));
         }
         md.push_str(
             "| layer | peak (MiB) | at (s) | share of usage peak | r levels | r changes (lag) |\n",
@@ -321,6 +336,25 @@ fn append_to(path: &Path, md: &str) -> Result<(), ReportError> {
         .open(path)
         .map_err(ReportError::io("opening", path))?;
     writeln!(file, "{md}").map_err(ReportError::io("appending to", path))
+}
+
+/// One line on the `/healthz` probes, for the markdown and the HTML.
+pub fn health_text(h: &HealthSummary) -> String {
+    let limit = h.max_latency_ms.map_or(String::new(), |m| {
+        format!(
+            "; limit {m:.0} ms: {}",
+            if h.passed {
+                "met".to_owned()
+            } else {
+                format!("**{} probes failed or over it**", h.over_limit)
+            }
+        )
+    });
+    format!(
+        "Health: {} `/healthz` probes (a fresh connection each): p50 {:.1} ms, p99 {:.1} ms, \
+         max {:.1} ms, {} failed (a failure counts as its timeout){limit}.",
+        h.probes, h.p50_ms, h.p99_ms, h.max_ms, h.failures
+    )
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! each other (the layout is documented in `docs/scenarios.md`).
 
 pub mod events;
+pub mod health;
 pub mod sample;
 
 pub use events::Event;
+pub use health::{HealthProbe, HealthSummary};
 pub use sample::{FileSizes, MachineMemory, ProcessSample, Sample};
 
 /// File names inside a run directory.
@@ -17,5 +19,6 @@ pub mod files {
     pub const EVENTS: &str = "events.jsonl";
     pub const SERVER_LOG: &str = "server.log";
     pub const OUTCOME: &str = "outcome.json";
+    pub const HEALTHZ: &str = "healthz.jsonl";
     pub const LOADGEN_DIR: &str = "loadgen";
 }

@@ -2,6 +2,8 @@
 //! No OOM kill, no server death, no failed or unverified request are always
 //! budgets; the rest are opt-in per scenario.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::metrics::{Metric, RunMetrics};
@@ -25,6 +27,12 @@ pub struct Budgets {
     pub anon_mib_per_hour: Option<f64>,
     /// MiB of allocator resident per hour (soaks).
     pub allocator_mib_per_hour: Option<f64>,
+    /// Slowest `/healthz` probe (a failed probe counts as its timeout), e.g. `"1s"`.
+    #[serde(default, with = "humantime_serde")]
+    pub healthz_max: Option<Duration>,
+    /// 99th percentile of the `/healthz` probes.
+    #[serde(default, with = "humantime_serde")]
+    pub healthz_p99: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +50,7 @@ impl Budgets {
     /// Each metric limit, with its key in the scenario file.
     pub fn limits(&self) -> Vec<(&'static str, Metric, f64)> {
         let bytes = |b: &Option<ByteSize>| b.map(|b| b.0 as f64);
+        let ms = |d: &Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
         [
             (
                 "peak_working_set",
@@ -77,6 +86,8 @@ impl Budgets {
                 Metric::AllocatorMibPerHour,
                 self.allocator_mib_per_hour,
             ),
+            ("healthz_max", Metric::HealthzMax, ms(&self.healthz_max)),
+            ("healthz_p99", Metric::HealthzP99, ms(&self.healthz_p99)),
         ]
         .into_iter()
         .filter_map(|(key, metric, limit)| Some((key, metric, limit?)))
@@ -172,8 +183,13 @@ mod tests {
 
     #[test]
     fn parses_sizes_and_slopes_and_refuses_unknown_keys() {
-        let b = budgets("peak_anon = \"48MiB\"\nanon_mib_per_hour = 0.5");
+        let b = budgets("peak_anon = \"48MiB\"\nanon_mib_per_hour = 0.5\nhealthz_max = \"1s\"");
         assert_eq!(b.peak_anon, Some(ByteSize(48 << 20)));
+        assert_eq!(b.healthz_max, Some(Duration::from_secs(1)));
+        assert!(
+            b.limits()
+                .contains(&("healthz_max", Metric::HealthzMax, 1000.0))
+        );
         assert_eq!(b.anon_mib_per_hour, Some(0.5));
         let err = Budgets::from_table(&"peak_anno = \"1MiB\"".parse().unwrap()).unwrap_err();
         assert!(err.to_string().contains("peak_anno"), "{err}");

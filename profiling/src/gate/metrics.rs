@@ -37,10 +37,14 @@ pub enum Metric {
     AnonMibPerHour,
     /// Slope of allocator resident against time, MiB per hour.
     AllocatorMibPerHour,
+    /// Slowest `/healthz` probe, ms (a failed probe counts as its timeout).
+    HealthzMax,
+    /// 99th percentile of the `/healthz` probes, ms (failures as their timeout).
+    HealthzP99,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 12] = [
         Metric::PeakWorkingSet,
         Metric::PeakAnon,
         Metric::PeakRss,
@@ -51,6 +55,8 @@ impl Metric {
         Metric::AllocatorMibPerGib,
         Metric::AnonMibPerHour,
         Metric::AllocatorMibPerHour,
+        Metric::HealthzMax,
+        Metric::HealthzP99,
     ];
 
     /// The peaks compared with the baseline. Held to budgets only: the working
@@ -77,6 +83,8 @@ impl Metric {
             Metric::AllocatorMibPerGib => "allocator_mib_per_gib",
             Metric::AnonMibPerHour => "anon_mib_per_hour",
             Metric::AllocatorMibPerHour => "allocator_mib_per_hour",
+            Metric::HealthzMax => "healthz_max",
+            Metric::HealthzP99 => "healthz_p99",
         }
     }
 
@@ -93,11 +101,12 @@ impl Metric {
         )
     }
 
-    /// A value for people: `12.3 MiB` or `0.42 MiB/GiB`.
+    /// A value for people: `12.3 MiB`, `0.42 MiB/GiB` or `840 ms`.
     pub fn show(self, v: f64) -> String {
         match self {
             _ if self.is_bytes() => format!("{:.1} MiB", v / MIB),
             Metric::AnonMibPerGib | Metric::AllocatorMibPerGib => format!("{v:.2} MiB/GiB"),
+            Metric::HealthzMax | Metric::HealthzP99 => format!("{v:.0} ms"),
             _ => format!("{v:.2} MiB/h"),
         }
     }
@@ -181,6 +190,8 @@ pub fn measure(outcome: &Outcome, verdict: Option<String>) -> Result<RunMetrics,
             ));
         }
     }
+    let mut values = values(&samples);
+    values.extend(health_values(&outcome.run_dir)?);
     Ok(RunMetrics {
         run_dir: outcome.run_dir.clone(),
         passed: outcome.passed,
@@ -190,8 +201,28 @@ pub fn measure(outcome: &Outcome, verdict: Option<String>) -> Result<RunMetrics,
         failed_requests: failed,
         unverified_requests: unverified,
         phase_errors,
-        values: values(&samples),
+        values,
     })
+}
+
+/// `healthz_max` and `healthz_p99` from the run's `healthz.jsonl` (none without probes).
+fn health_values(run_dir: &std::path::Path) -> Result<BTreeMap<Metric, f64>, MetricsError> {
+    let path = run_dir.join(run_format::files::HEALTHZ);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        // A run from before the prober existed.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => return Err(MetricsError::Io { path, source }),
+    };
+    let probes = run_format::health::parse(&text);
+    if probes.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let summary = run_format::HealthSummary::of(&probes, None);
+    Ok(BTreeMap::from([
+        (Metric::HealthzMax, summary.max_ms),
+        (Metric::HealthzP99, summary.p99_ms),
+    ]))
 }
 
 /// Reads one figure from a sample.
