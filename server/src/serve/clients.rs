@@ -22,6 +22,9 @@ use crate::budget::Relief;
 /// left to close. Long enough for a phone's hiccup; attackers that stall
 /// to hold memory stall for far longer.
 pub const MIN_STALL_TO_CUT: Duration = Duration::from_secs(5);
+/// A connection idle for less than this is not closed to make room: a
+/// client that just connected (or just got an answer) is about to send.
+pub const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
 
 /// A client address as limits see it: IPv4 as is, IPv6 by its /64 (one
 /// host's usual allocation; per address would let it use 2⁶⁴ of them).
@@ -98,8 +101,7 @@ impl Drop for ClientSlot {
 #[derive(Default)]
 pub struct Activity {
     requests: AtomicUsize,
-    /// When it last became idle, as a tick of the table's clock (a counter:
-    /// a total order, where milliseconds would tie).
+    /// When it last became idle, in µs of the table's clock.
     idle_since: AtomicU64,
     /// Whether the request in flight waits on its client's body bytes.
     pub stall: Arc<Stall>,
@@ -120,7 +122,7 @@ impl Drop for Busy {
 
 /// The open connections: their activity and how to close them.
 pub struct Connections {
-    clock: AtomicU64,
+    epoch: std::time::Instant,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, (Arc<Activity>, CancellationToken)>>,
 }
@@ -137,7 +139,7 @@ pub struct Registered {
 impl Connections {
     pub fn new() -> Arc<Self> {
         Arc::new(Connections {
-            clock: AtomicU64::new(0),
+            epoch: std::time::Instant::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
         })
@@ -168,7 +170,7 @@ impl Connections {
     }
 
     fn tick(&self) -> u64 {
-        self.clock.fetch_add(1, Relaxed)
+        self.epoch.elapsed().as_micros() as u64
     }
 
     /// Cuts the busy connection whose request body has waited on its client
@@ -197,6 +199,12 @@ impl Connections {
         let oldest = open
             .values()
             .filter(|(a, token)| a.requests.load(Relaxed) == 0 && !token.is_cancelled())
+            .filter(|(a, _)| {
+                // A fresh connection gets a moment to send its request:
+                // otherwise a flood of reconnecting sockets evicts newcomers.
+                let idle_us = self.tick().saturating_sub(a.idle_since.load(Relaxed));
+                idle_us >= MIN_IDLE_TO_EVICT.as_micros() as u64
+            })
             .min_by_key(|(a, _)| a.idle_since.load(Relaxed));
         match oldest {
             Some((_, token)) => {
@@ -263,12 +271,16 @@ mod tests {
     fn the_longest_idle_connection_is_evicted_never_a_busy_one() {
         let table = Connections::new();
         let first = table.register();
+        std::thread::sleep(std::time::Duration::from_millis(5));
         let second = table.register();
         let busy = table.busy(&first.activity);
+        assert!(!table.evict_idle(), "both connected just now");
+        std::thread::sleep(MIN_IDLE_TO_EVICT);
         assert!(table.evict_idle());
         assert!(second.evicted.is_cancelled() && !first.evicted.is_cancelled());
         assert!(!table.evict_idle(), "the only other one is busy");
         drop(busy);
+        std::thread::sleep(MIN_IDLE_TO_EVICT);
         assert!(table.evict_idle());
         assert!(first.evicted.is_cancelled());
         drop((first, second));
