@@ -92,7 +92,7 @@ impl Owner {
             .ok_or_else(|| failed("no id in the answer".into()))
     }
 
-    /// `GET /api/entry/{id}/downloads`, timed, its rows counted.
+    /// `GET /api/entry/{id}/downloads` (its first page), timed, its rows counted.
     pub(crate) async fn history(&self, id: &str, timeout: Duration) -> HistoryCheck {
         let started = Instant::now();
         let mut check = HistoryCheck {
@@ -115,15 +115,21 @@ impl Owner {
             Ok((status, body)) => {
                 check.status = Some(status);
                 check.bytes = body.len() as u64;
-                check.rows = serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&body)
+                check.rows = serde_json::from_slice::<HistoryPage>(&body)
                     .ok()
-                    .map(|rows| rows.len() as u64);
+                    .map(|page| page.downloads.len() as u64);
             }
             Err(e) => check.error = Some(describe(&e)),
         }
         check.seconds = started.elapsed().as_secs_f64();
         check
     }
+}
+
+/// One page of the history API: `{"downloads": [...], "nextBefore": ...}`.
+#[derive(serde::Deserialize)]
+struct HistoryPage {
+    downloads: Vec<serde::de::IgnoredAny>,
 }
 
 /// Why an attack could not be set up.
