@@ -147,36 +147,32 @@ impl MemoryBudget {
         Ok(Reservation { permit })
     }
 
-    /// Waits for `n` permits until `deadline`, asking for relief meanwhile.
+    /// Waits for `n` permits until `deadline`, asking for relief every
+    /// [`RELIEF_INTERVAL`] meanwhile. The one acquire keeps its place in the
+    /// semaphore's queue, so room a relief frees goes to the longest waiter,
+    /// not to whoever asks next.
     async fn wait_for(
         &self,
         n: u32,
         deadline: tokio::time::Instant,
     ) -> Option<OwnedSemaphorePermit> {
         let inner = &self.0;
+        let acquire = Arc::clone(&inner.permits).acquire_many_owned(n);
+        tokio::pin!(acquire);
+        let mut relief_tick = tokio::time::interval(RELIEF_INTERVAL);
         loop {
-            if let Some(relief) = inner.relief.get()
-                && relief.relieve()
-            {
-                inner.reliefs.fetch_add(1, Relaxed);
-            }
-            let until = deadline.min(tokio::time::Instant::now() + RELIEF_INTERVAL);
-            let acquire = Arc::clone(&inner.permits).acquire_many_owned(n);
-            if let Ok(Ok(p)) = tokio::time::timeout_at(until, acquire).await {
-                return Some(p);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
+            tokio::select! {
+                permit = &mut acquire => return permit.ok(),
+                () = tokio::time::sleep_until(deadline) => return None,
+                _ = relief_tick.tick() => {
+                    if let Some(relief) = inner.relief.get()
+                        && relief.relieve()
+                    {
+                        inner.reliefs.fetch_add(1, Relaxed);
+                    }
+                }
             }
         }
-    }
-
-    /// Reserves `bytes` only if there is room now.
-    pub fn try_reserve(&self, bytes: u64) -> Option<Reservation> {
-        let n = u32::try_from(bytes).ok()?;
-        let permit = Arc::clone(&self.0.permits).try_acquire_many_owned(n).ok()?;
-        self.0.peak.fetch_max(self.in_use(), Relaxed);
-        Some(Reservation { permit })
     }
 
     fn refuse(&self) -> BudgetExhausted {
@@ -263,7 +259,5 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert!(budget.reserve(1001).await.is_err());
         assert_eq!(started.elapsed(), Duration::ZERO);
-        assert!(budget.try_reserve(1001).is_none());
-        assert!(budget.try_reserve(1000).is_some());
     }
 }
