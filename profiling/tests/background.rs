@@ -4,16 +4,12 @@
 //! no probe can meet fails the run.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::workspace;
+use std::path::Path;
 
 use profiling::run::{Outcome, RunOptions, run};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
 
 async fn run_scenario(dir: &Path, max_latency: &str) -> Outcome {
     let root = nix::unistd::Uid::effective().is_root();

@@ -2,16 +2,12 @@
 //! build), real loadgen phases, a real cgroup when root (else no limit).
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
+use common::workspace;
 use std::path::{Path, PathBuf};
 
 use profiling::run::{RunOptions, run};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
 
 /// The debug share-server, built if needed.
 fn server_binary() -> PathBuf {

@@ -4,18 +4,14 @@
 //! Skipped, saying why, only when qemu is missing and cannot be installed.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
+use common::workspace;
 use std::path::{Path, PathBuf};
 
 use profiling::machine::vm::APT_LINE;
 use profiling::run::{RunOptions, run};
 use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
 
 /// The debug share-server, built if needed.
 fn server_binary() -> PathBuf {

@@ -65,7 +65,8 @@ pub struct ConnectionLimits {
     /// Connections open at once; past it the longest idle one is closed, or
     /// new ones wait to be accepted.
     pub max_connections: usize,
-    /// Connections one client address may hold (0: no limit, behind a proxy).
+    /// Connections one client address may hold (behind a proxy: requests in
+    /// flight per forwarded address instead).
     pub max_per_client: usize,
     /// The slowest request body accepted.
     pub body_rate: BodyRate,

@@ -100,6 +100,15 @@ impl Attack {
 
     /// A connection from connection `i`'s source; `None` (counted) when it fails or the attack
     /// is over first.
+    /// The head of a JSON `POST /api/auth` announcing `content_length` body bytes.
+    pub(crate) fn login_head(&self, content_length: usize) -> String {
+        format!(
+            "POST /api/auth HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {content_length}\r\n\r\n",
+            self.host
+        )
+    }
+
     pub(crate) async fn connect(&self, i: usize) -> Option<TcpStream> {
         let connecting = async {
             let socket = match self.target {

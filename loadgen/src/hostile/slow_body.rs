@@ -19,11 +19,7 @@ async fn connection(attack: Arc<Attack>, i: usize) -> bool {
     let Some(mut stream) = attack.connect(i).await else {
         return false;
     };
-    let head = format!(
-        "POST /api/auth HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {ANNOUNCED}\r\n\r\n",
-        attack.host
-    );
+    let head = attack.login_head(ANNOUNCED);
     attack.tally.request_started();
     if !attack.send(&mut stream, head.as_bytes()).await {
         return false;
