@@ -147,30 +147,26 @@ impl MemoryBudget {
         Ok(Reservation { permit })
     }
 
-    /// Waits for `n` permits until `deadline`, asking for relief every
-    /// [`RELIEF_INTERVAL`] meanwhile. The one acquire keeps its place in the
-    /// semaphore's queue, so room a relief frees goes to the longest waiter,
-    /// not to whoever asks next.
+    /// Waits for `n` permits until `deadline`, asking for relief meanwhile.
     async fn wait_for(
         &self,
         n: u32,
         deadline: tokio::time::Instant,
     ) -> Option<OwnedSemaphorePermit> {
         let inner = &self.0;
-        let acquire = Arc::clone(&inner.permits).acquire_many_owned(n);
-        tokio::pin!(acquire);
-        let mut relief_tick = tokio::time::interval(RELIEF_INTERVAL);
         loop {
-            tokio::select! {
-                permit = &mut acquire => return permit.ok(),
-                () = tokio::time::sleep_until(deadline) => return None,
-                _ = relief_tick.tick() => {
-                    if let Some(relief) = inner.relief.get()
-                        && relief.relieve()
-                    {
-                        inner.reliefs.fetch_add(1, Relaxed);
-                    }
-                }
+            if let Some(relief) = inner.relief.get()
+                && relief.relieve()
+            {
+                inner.reliefs.fetch_add(1, Relaxed);
+            }
+            let until = deadline.min(tokio::time::Instant::now() + RELIEF_INTERVAL);
+            let acquire = Arc::clone(&inner.permits).acquire_many_owned(n);
+            if let Ok(Ok(p)) = tokio::time::timeout_at(until, acquire).await {
+                return Some(p);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
             }
         }
     }
