@@ -4,9 +4,11 @@
 //! request may hold; this says what all of them may hold together. Before a
 //! buffer is filled, its bytes are reserved here; the [`Reservation`] is
 //! dropped when the buffer is. When the budget is spent a request waits up
-//! to [`MemoryBudget::wait`] for room (FIFO: tokio's semaphore is fair),
-//! then gives up with [`BudgetExhausted`] (a `503` with `Retry-After`). It
-//! never allocates past the budget.
+//! to [`MemoryBudget::wait`] for room, then gives up with
+//! [`BudgetExhausted`] (a `503` with `Retry-After`). It never allocates past
+//! the budget. Room is shared per client (`fair_share.rs`): freed bytes go
+//! to the waiting client that holds least, so a flood from a few addresses
+//! cannot starve the owner's upload.
 //!
 //! What draws from it: upload chunk buffers and the chunks queued for the
 //! writer, the multipart parser's buffers, the bodies of the small JSON and
@@ -19,7 +21,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::client::Client;
+use crate::fair_share::{FairShare, Share};
 
 /// The default budget, chosen for the story's 256 MB VM: with the fixed
 /// costs (~24 MiB of binary and allocator, 4 MiB of SQLite caches, ~20 MiB
@@ -59,8 +63,7 @@ pub struct BudgetExhausted {
 pub struct MemoryBudget(Arc<Inner>);
 
 struct Inner {
-    permits: Arc<Semaphore>,
-    limit: u64,
+    pool: Arc<FairShare>,
     wait: Duration,
     peak: AtomicU64,
     waits: AtomicU64,
@@ -72,12 +75,12 @@ struct Inner {
 /// Bytes held against the budget until dropped.
 #[derive(Debug)]
 pub struct Reservation {
-    permit: OwnedSemaphorePermit,
+    share: Share,
 }
 
 impl Reservation {
     pub fn bytes(&self) -> u64 {
-        self.permit.num_permits() as u64
+        self.share.amount()
     }
 }
 
@@ -98,11 +101,8 @@ pub struct BudgetStats {
 impl MemoryBudget {
     /// A budget of `limit` bytes; requests wait up to `wait` for room.
     pub fn new(limit: u64, wait: Duration) -> Self {
-        // One permit per byte; tokio's maximum is far above any real budget.
-        let limit = limit.min(Semaphore::MAX_PERMITS as u64);
         MemoryBudget(Arc::new(Inner {
-            permits: Arc::new(Semaphore::new(limit as usize)),
-            limit,
+            pool: FairShare::new(limit),
             wait,
             peak: AtomicU64::new(0),
             waits: AtomicU64::new(0),
@@ -118,74 +118,64 @@ impl MemoryBudget {
     }
 
     pub fn limit(&self) -> u64 {
-        self.0.limit
+        self.0.pool.capacity()
     }
 
     pub fn wait(&self) -> Duration {
         self.0.wait
     }
 
-    /// Reserves `bytes`, waiting up to the budget's wait time for room.
-    pub async fn reserve(&self, bytes: u64) -> Result<Reservation, BudgetExhausted> {
+    /// Reserves `bytes` for `client`, waiting up to the budget's wait time
+    /// for room and asking for relief meanwhile.
+    pub async fn reserve(
+        &self,
+        bytes: u64,
+        client: Client,
+    ) -> Result<Reservation, BudgetExhausted> {
         let inner = &self.0;
-        let n = u32::try_from(bytes).unwrap_or(u32::MAX);
-        if u64::from(n) > inner.limit {
+        if bytes > self.limit() {
             // Could never be granted: refuse now rather than after the wait.
             return Err(self.refuse());
         }
-        let permits = Arc::clone(&inner.permits);
-        let permit = match permits.clone().try_acquire_many_owned(n) {
-            Ok(p) => p,
-            Err(_) => {
+        let share = match inner.pool.try_take(client, bytes) {
+            Some(share) => share,
+            None => {
                 inner.waits.fetch_add(1, Relaxed);
-                self.wait_for(n, tokio::time::Instant::now() + inner.wait)
+                let deadline = tokio::time::Instant::now() + inner.wait;
+                let relieve = || {
+                    if let Some(relief) = inner.relief.get()
+                        && relief.relieve()
+                    {
+                        inner.reliefs.fetch_add(1, Relaxed);
+                    }
+                };
+                relieve();
+                inner
+                    .pool
+                    .take(client, bytes, deadline, RELIEF_INTERVAL, relieve)
                     .await
                     .ok_or_else(|| self.refuse())?
             }
         };
         inner.peak.fetch_max(self.in_use(), Relaxed);
-        Ok(Reservation { permit })
-    }
-
-    /// Waits for `n` permits until `deadline`, asking for relief meanwhile.
-    async fn wait_for(
-        &self,
-        n: u32,
-        deadline: tokio::time::Instant,
-    ) -> Option<OwnedSemaphorePermit> {
-        let inner = &self.0;
-        loop {
-            if let Some(relief) = inner.relief.get()
-                && relief.relieve()
-            {
-                inner.reliefs.fetch_add(1, Relaxed);
-            }
-            let until = deadline.min(tokio::time::Instant::now() + RELIEF_INTERVAL);
-            let acquire = Arc::clone(&inner.permits).acquire_many_owned(n);
-            if let Ok(Ok(p)) = tokio::time::timeout_at(until, acquire).await {
-                return Some(p);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-        }
+        Ok(Reservation { share })
     }
 
     fn refuse(&self) -> BudgetExhausted {
         self.0.refusals.fetch_add(1, Relaxed);
         BudgetExhausted {
-            limit_bytes: self.0.limit,
+            limit_bytes: self.limit(),
             retry_after: self.0.wait.max(Duration::from_secs(1)),
         }
     }
 
     fn in_use(&self) -> u64 {
-        self.0.limit - self.0.permits.available_permits() as u64
+        self.0.pool.in_use()
     }
 
     pub fn stats(&self) -> BudgetStats {
         BudgetStats {
-            limit_bytes: self.0.limit,
+            limit_bytes: self.limit(),
             in_use_bytes: self.in_use(),
             peak_in_use_bytes: self.0.peak.load(Relaxed),
             waits_total: self.0.waits.load(Relaxed),
@@ -199,10 +189,14 @@ impl MemoryBudget {
 mod tests {
     use super::*;
 
+    fn client() -> Client {
+        Client::of(std::net::IpAddr::from([127, 0, 0, 1]))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn reservations_are_returned_on_drop() {
         let budget = MemoryBudget::new(1000, Duration::from_secs(1));
-        let a = budget.reserve(600).await.unwrap();
+        let a = budget.reserve(600, client()).await.unwrap();
         assert_eq!(a.bytes(), 600);
         assert_eq!(budget.stats().in_use_bytes, 600);
         drop(a);
@@ -213,8 +207,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_budget_waits_then_refuses() {
         let budget = MemoryBudget::new(1000, Duration::from_secs(5));
-        let held = budget.reserve(900).await.unwrap();
-        let err = budget.reserve(200).await.unwrap_err();
+        let held = budget.reserve(900, client()).await.unwrap();
+        let err = budget.reserve(200, client()).await.unwrap_err();
         assert_eq!(err.limit_bytes, 1000);
         assert_eq!(err.retry_after, Duration::from_secs(5));
         let s = budget.stats();
@@ -225,7 +219,7 @@ mod tests {
         // Room made while waiting is taken.
         let waiter = tokio::spawn({
             let budget = budget.clone();
-            async move { budget.reserve(200).await.map(|r| r.bytes()) }
+            async move { budget.reserve(200, client()).await.map(|r| r.bytes()) }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
         drop(held);
@@ -241,10 +235,10 @@ mod tests {
             }
         }
         let budget = MemoryBudget::new(1000, Duration::from_secs(5));
-        let stalled = budget.reserve(1000).await.unwrap();
+        let stalled = budget.reserve(1000, client()).await.unwrap();
         budget.set_relief(Arc::new(Cut(std::sync::Mutex::new(Some(stalled)))));
         let started = tokio::time::Instant::now();
-        assert_eq!(budget.reserve(500).await.unwrap().bytes(), 500);
+        assert_eq!(budget.reserve(500, client()).await.unwrap().bytes(), 500);
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(budget.stats().stalled_cut_total, 1);
     }
@@ -253,7 +247,7 @@ mod tests {
     async fn more_than_the_budget_is_refused_at_once() {
         let budget = MemoryBudget::new(1000, Duration::from_secs(60));
         let started = tokio::time::Instant::now();
-        assert!(budget.reserve(1001).await.is_err());
+        assert!(budget.reserve(1001, client()).await.is_err());
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

@@ -21,7 +21,9 @@
 //! - [`serve`]: the accept loop (header and idle timeouts, minimum body rate,
 //!   connection caps in all and per client, idle connections closed first);
 //!   [`limits`]: its flags, the memory budget's and the login limiter's.
-//! - [`budget`]: the one memory budget every request buffer draws from.
+//! - [`budget`]: the one memory budget every request buffer draws from;
+//!   [`fair_share`]: how it (and the connection slots) is shared among
+//!   clients; [`client`]: who a request comes from.
 //! - [`multipart_guard`]: bounds on the multipart framing multer buffers whole.
 //! - [`gc`]: the periodic collector task.
 //! - [`regressions`]: the story's bugs as opt-in fixtures (`regressions` feature).
@@ -33,6 +35,7 @@
 pub mod allocator;
 pub mod auth;
 pub mod budget;
+pub mod client;
 pub mod config;
 pub mod counters;
 pub mod csrf;
@@ -40,6 +43,7 @@ pub mod download;
 pub mod download_log;
 pub mod entry;
 pub mod error;
+pub mod fair_share;
 pub mod gc;
 pub mod guest_links;
 pub mod handlers;

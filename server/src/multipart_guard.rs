@@ -28,6 +28,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
 use crate::budget::Reservation;
+use crate::client::Client;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -53,7 +54,12 @@ pub const MULTIPART_BUFFER_BYTES: usize = 2 * (MAX_BURST_BYTES + crate::serve::M
 /// Wraps the body of a multipart request so it fails past the limits above,
 /// with the parser's buffer reserved in the memory budget. Other requests
 /// pass unchanged.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn guard(
+    State(state): State<AppState>,
+    client: Client,
+    request: Request,
+    next: Next,
+) -> Response {
     let boundary = request
         .headers()
         .get(CONTENT_TYPE)
@@ -62,7 +68,11 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let Some(boundary) = boundary else {
         return next.run(request).await;
     };
-    let reserved = match state.budget.reserve(MULTIPART_BUFFER_BYTES as u64).await {
+    let reserved = match state
+        .budget
+        .reserve(MULTIPART_BUFFER_BYTES as u64, client)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return ApiError::from(e).into_response(),
     };

@@ -153,14 +153,14 @@ mod mechanisms {
     pub fn write_in_one_transaction(
         store: &Store,
         id: &EntryId,
-        chunk_rx: &mut mpsc::Receiver<crate::upload::QueuedChunk>,
+        chunk_rx: &mut mpsc::Receiver<Bytes>,
         finish_rx: oneshot::Receiver<FinishedUpload>,
     ) -> Result<bool, StorageError> {
         let mut conn = store.writer();
         let tx = conn.transaction().ctx("starting the upload transaction")?;
         let mut index = 0;
         while let Some(chunk) = chunk_rx.blocking_recv() {
-            chunks::insert_one(&tx, id, index, &chunk.bytes)?;
+            chunks::insert_one(&tx, id, index, &chunk)?;
             index += 1;
         }
         let Ok(done) = finish_rx.blocking_recv() else {

@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
+use crate::client::Client;
 use crate::error::ApiError;
 use crate::handlers::{auth, client_ip, debug, download, entries, guest_links, health, settings};
 use crate::serve::HoldBody;
@@ -83,7 +84,12 @@ pub fn router(state: AppState) -> Router {
 /// A small body is refused past [`SMALL_BODY_BYTES`] when its length says
 /// so, before a byte is read; otherwise its buffer is reserved in the memory
 /// budget while the request runs (the extractors read it whole).
-async fn small_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn small_body(
+    State(state): State<AppState>,
+    client: Client,
+    request: Request,
+    next: Next,
+) -> Response {
     let headers = request.headers();
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -100,7 +106,7 @@ async fn small_body(State(state): State<AppState>, request: Request, next: Next)
     if !has_body {
         return next.run(request).await;
     }
-    match state.budget.reserve(SMALL_BODY_BYTES as u64).await {
+    match state.budget.reserve(SMALL_BODY_BYTES as u64, client).await {
         Ok(_reserved) => next.run(request).await,
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -113,7 +119,7 @@ async fn small_body(State(state): State<AppState>, request: Request, next: Next)
 async fn limit_per_client(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let Some(per_client) = &state.requests_per_client else {
@@ -122,6 +128,8 @@ async fn limit_per_client(
     let ip = client_ip(peer, request.headers(), true)
         .parse()
         .unwrap_or(peer.ip());
+    // Shares of the memory budget go by the forwarded address too.
+    request.extensions_mut().insert(Client::of(ip));
     let Some(slot) = per_client.acquire(ip) else {
         return ApiError::TooManyRequests(format!(
             "too many requests in flight from this address ({} at once); retry when some finish",

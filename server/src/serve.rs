@@ -8,9 +8,13 @@
 //! costs a slot; one client address may hold at most `max_per_client` of
 //! them (more are refused with 429 at once); when all slots are taken the
 //! connection idle the longest is closed to make room, else the request
-//! stalled longest on its client (≥ [`MIN_STALL_TO_CUT`]) is cut; only if
-//! every connection is busy and moving do new ones wait in the kernel's
-//! accept backlog. The same table relieves a full memory budget.
+//! stalled longest on its client (≥ [`MIN_STALL_TO_CUT`]) is cut. A new
+//! connection waits for a slot on its own task (never in the accept loop,
+//! where one waiting attacker would hold up everyone queued behind it), and
+//! freed slots go to the waiting client that holds fewest (`fair_share.rs`),
+//! so a browser or a health check next to a flood is next in line. At most
+//! `max_connections` wait; past that, and after a header timeout of waiting,
+//! they are refused with 503. The same table relieves a full memory budget.
 //! Memory per connection is bounded by hyper's buffer ([`MAX_BUFFER_BYTES`]);
 //! what requests hold beyond that draws from the memory budget (`budget.rs`).
 
@@ -34,10 +38,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-pub use clients::{ClientSlot, Connections, MIN_STALL_TO_CUT, PerClient, client_key};
+use crate::client::Client;
+use crate::fair_share::{FairShare, Share};
+
+pub use clients::{ClientSlot, Connections, MIN_STALL_TO_CUT, PerClient};
 pub use idle::IdleTimeout;
 pub use min_rate::{BodyRate, BodyTooSlow, MinRate, Stall};
 
@@ -49,8 +56,8 @@ pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 /// in large pieces (the read size grows from 8 KiB only while reads fill it).
 /// A request head must fit in it, so it equals [`MAX_HEADER_BYTES`].
 pub const MAX_BUFFER_BYTES: usize = MAX_HEADER_BYTES;
-/// While every slot is busy, how often the accept loop looks again for a
-/// connection that went idle (and can be closed to make room).
+/// While every slot is busy, how often a waiting connection looks again for
+/// one that went idle (and can be closed to make room).
 const EVICT_RETRY: Duration = Duration::from_millis(100);
 
 /// How long connections may take and how many may be open.
@@ -63,7 +70,7 @@ pub struct ConnectionLimits {
     /// (a stalled upload is then removed like any aborted one).
     pub idle_timeout: Duration,
     /// Connections open at once; past it the longest idle one is closed, or
-    /// new ones wait to be accepted.
+    /// new ones wait (as many again at most).
     pub max_connections: usize,
     /// Connections one client address may hold (behind a proxy: requests in
     /// flight per forwarded address instead).
@@ -85,16 +92,30 @@ pub async fn serve(
     table: Arc<Connections>,
     stop: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let slots = FairShare::new(limits.max_connections.max(1) as u64);
+    let waiting = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // Connections that waited for a slot come back here to be served.
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(limits.max_connections.max(1));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_header_size(MAX_HEADER_BYTES)
         .max_buf_size(MAX_BUFFER_BYTES);
+    let connection = Connection {
+        router,
+        http,
+        limits,
+        table: Arc::clone(&table),
+        graceful: GracefulShutdown::new(),
+    };
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
+            Some(ready) = ready_rx.recv() => {
+                let Ready { stream, peer, slot, client_slot } = ready;
+                connection.spawn(stream, peer, slot, client_slot);
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -106,31 +127,85 @@ pub async fn serve(
                 }
             },
         };
-        let client = match &per_client {
+        let client_slot = match &per_client {
             Some(per_client) => match per_client.acquire(peer.ip()) {
                 Some(slot) => Some(slot),
                 None => {
-                    refuse(&stream, per_client.max());
+                    refuse_over_client_limit(&stream, per_client.max());
                     continue;
                 }
             },
             None => None,
         };
-        let slot = tokio::select! {
-            () = stop.cancelled() => break,
-            slot = free_slot(&slots, &table) => slot,
+        let client = Client::of(peer.ip());
+        if let Some(slot) = slots.try_take(client, 1) {
+            connection.spawn(stream, peer, slot, client_slot);
+            continue;
+        }
+        let Ok(wait_turn) = Arc::clone(&waiting).try_acquire_owned() else {
+            refuse_busy(&stream);
+            continue;
         };
-        let entry = table.register();
+        table.make_room();
+        let (slots, table, ready_tx) = (Arc::clone(&slots), Arc::clone(&table), ready_tx.clone());
+        let deadline = tokio::time::Instant::now() + limits.header_timeout;
+        tokio::spawn(async move {
+            let _wait_turn = wait_turn;
+            match slots
+                .take(client, 1, deadline, EVICT_RETRY, || table.make_room())
+                .await
+            {
+                Some(slot) => {
+                    let ready = Ready {
+                        stream,
+                        peer,
+                        slot,
+                        client_slot,
+                    };
+                    // Fails only once the loop has stopped: the socket closes.
+                    let _ = ready_tx.send(ready).await;
+                }
+                None => refuse_busy(&stream),
+            }
+        });
+    }
+    drop((listener, ready_rx));
+    connection.graceful.shutdown().await;
+}
+
+/// A connection that waited for its slot and got it.
+struct Ready {
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Share,
+    client_slot: Option<ClientSlot>,
+}
+
+/// What serving one connection needs.
+struct Connection {
+    router: Router,
+    http: hyper::server::conn::http1::Builder,
+    limits: ConnectionLimits,
+    table: Arc<Connections>,
+    graceful: GracefulShutdown,
+}
+
+impl Connection {
+    /// Serves `stream` on its own task, holding its slots until it ends.
+    fn spawn(&self, stream: TcpStream, peer: SocketAddr, slot: Share, client: Option<ClientSlot>) {
+        let entry = self.table.register();
         let service = ConnService {
-            router: router.clone(),
+            router: self.router.clone(),
             peer,
-            table: Arc::clone(&table),
+            table: Arc::clone(&self.table),
             activity: Arc::clone(&entry.activity),
-            body_rate: limits.body_rate,
+            body_rate: self.limits.body_rate,
         };
-        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
-        let conn = http.serve_connection(io, TowerToHyperService::new(service));
-        let conn = graceful.watch(conn);
+        let io = TokioIo::new(IdleTimeout::new(stream, self.limits.idle_timeout));
+        let conn = self
+            .http
+            .serve_connection(io, TowerToHyperService::new(service));
+        let conn = self.graceful.watch(conn);
         tokio::spawn(async move {
             tokio::select! {
                 result = conn => if let Err(e) = result {
@@ -145,38 +220,31 @@ pub async fn serve(
             drop((entry, client, slot));
         });
     }
-    drop(listener);
-    graceful.shutdown().await;
 }
 
-/// A connection slot: a free one, else one made by closing the connection
-/// idle the longest, or cutting the request stalled the longest; while every
-/// connection is busy and moving, waits.
-async fn free_slot(slots: &Arc<Semaphore>, table: &Connections) -> OwnedSemaphorePermit {
-    loop {
-        if let Ok(slot) = Arc::clone(slots).try_acquire_owned() {
-            return slot;
-        }
-        if !table.evict_idle() && table.cut_stalled(MIN_STALL_TO_CUT) {
-            tracing::info!("all connections busy: cut the request stalled longest on its client");
-        }
-        if let Ok(Ok(slot)) =
-            tokio::time::timeout(EVICT_RETRY, Arc::clone(slots).acquire_owned()).await
-        {
-            return slot;
-        }
-    }
+/// Answers a client past its connection limit with 429 and closes.
+fn refuse_over_client_limit(stream: &TcpStream, max: usize) {
+    let message =
+        format!("too many connections from this address ({max} open); close some and retry");
+    refuse(stream, "429 Too Many Requests", &message);
 }
 
-/// Answers a client past its connection limit with 429 and closes. A new
-/// socket's send buffer is empty, so one non-blocking write sends it all;
-/// nothing waits on the client.
-fn refuse(stream: &TcpStream, max: usize) {
-    let body = format!(
-        "{{\"error\":\"too many connections from this address ({max} open); close some and retry\"}}"
+/// Answers 503 when every slot stayed busy, or too many already wait.
+fn refuse_busy(stream: &TcpStream) {
+    refuse(
+        stream,
+        "503 Service Unavailable",
+        "the server is at its connection limit; retry shortly",
     );
+}
+
+/// Writes a small JSON error and closes. A socket that has not been read
+/// from has an empty send buffer, so one non-blocking write sends it all;
+/// nothing waits on the client.
+fn refuse(stream: &TcpStream, status: &str, message: &str) {
+    let body = format!("{{\"error\":\"{message}\"}}");
     let response = format!(
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
          retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -210,6 +278,7 @@ impl tower::Service<hyper::Request<Incoming>> for ConnService {
         let stall = Arc::clone(&self.activity.stall);
         let mut request = request.map(|body| Body::new(MinRate::new(body, rate, stall)));
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        request.extensions_mut().insert(Client::of(self.peer.ip()));
         let response = tower::Service::call(&mut self.router, request);
         Box::pin(async move {
             let response = response.await?;

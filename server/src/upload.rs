@@ -3,13 +3,15 @@
 //! The request task appends body bytes to a buffer of exactly one chunk; each
 //! full chunk goes through a bounded channel to a blocking writer thread that
 //! commits a few chunks per short transaction. Nothing else holds file bytes,
-//! so an upload's memory is bounded by
+//! so an upload's memory is bounded by [`pipeline_bytes`]:
 //! `(1 + UPLOAD_QUEUE_CHUNKS + CHUNKS_PER_TRANSACTION) × chunk_size`
-//! (1.6 MiB at the default 320 KiB chunk), whatever the file size. Each
-//! chunk buffer is reserved in the memory budget (`budget.rs`) before it is
-//! filled and given back once the writer has committed it, so all uploads
-//! together stay within the budget: past it, an upload waits for room, then
-//! fails with 503 (and is removed).
+//! (1.6 MiB at the default 320 KiB chunk), whatever the file size. That
+//! bound is reserved in the memory budget (`budget.rs`) when the upload
+//! starts and held until its writer is done, so all uploads together stay
+//! within the budget: when it is full a new upload waits for room, then
+//! fails with 503 before anything is stored. An upload that has started
+//! never waits for memory again: a flood of new requests cannot cut it
+//! off half-way.
 //!
 //! The entry row is inserted as `uploading` before the first chunk and made
 //! `complete` by [`UploadSink::finish`]. If the request ends any other way
@@ -22,7 +24,8 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::budget::{BudgetExhausted, MemoryBudget, Reservation};
+use crate::budget::{BudgetExhausted, Reservation};
+use crate::client::Client;
 use crate::counters::Counters;
 use crate::entry::{EntryId, content_type_for};
 use crate::live_uploads::LiveUpload;
@@ -47,15 +50,15 @@ const ID_ATTEMPTS: usize = 5;
 pub enum UploadError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// No room in the memory budget for the next chunk.
+    /// No room in the memory budget for a new upload.
     #[error(transparent)]
     Busy(#[from] BudgetExhausted),
 }
 
-/// A full chunk on its way to the writer, with its share of the budget.
-pub struct QueuedChunk {
-    pub bytes: Bytes,
-    pub reserved: Option<Reservation>,
+/// What one upload may hold at once: the chunk being filled, the queue,
+/// the writer's batch.
+pub fn pipeline_bytes(chunk_size: u64) -> u64 {
+    (1 + UPLOAD_QUEUE_CHUNKS + CHUNKS_PER_TRANSACTION) as u64 * chunk_size
 }
 
 /// The receiving end of one upload, held by the request task.
@@ -64,12 +67,12 @@ pub struct UploadSink {
     filename: String,
     chunk_size: usize,
     buf: BytesMut,
-    /// The budget's bytes for `buf`, taken before it is allocated.
-    reserved: Option<Reservation>,
-    budget: MemoryBudget,
+    /// The upload's share of the budget; the writer holds it too, so it is
+    /// given back when both are done with their chunks.
+    _reserved: Arc<Reservation>,
     size: u64,
     sniff: Vec<u8>,
-    chunks: Option<mpsc::Sender<QueuedChunk>>,
+    chunks: Option<mpsc::Sender<Bytes>>,
     counters: Arc<Counters>,
     finish: oneshot::Sender<FinishedUpload>,
     /// `None` once awaited (after the writer stopped early with an error).
@@ -79,8 +82,19 @@ pub struct UploadSink {
 }
 
 impl UploadSink {
-    /// Registers a new upload, inserts its `uploading` row and starts its writer.
-    pub async fn start(state: &AppState, mut upload: NewUpload) -> Result<Self, StorageError> {
+    /// Reserves the upload's memory for `client` (waiting in the budget's
+    /// fair order), registers it, inserts its `uploading` row and starts its
+    /// writer.
+    pub async fn start(
+        state: &AppState,
+        mut upload: NewUpload,
+        client: Client,
+    ) -> Result<Self, UploadError> {
+        let reserved = state
+            .budget
+            .reserve(pipeline_bytes(upload.chunk_size), client)
+            .await?;
+        let reserved = Arc::new(reserved);
         let (db, live) = (&state.db, &state.live_uploads);
         let mut attempt = 0;
         let registration = loop {
@@ -97,7 +111,7 @@ impl UploadSink {
                     drop(registration);
                     upload.id = EntryId::generate();
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         };
 
@@ -106,17 +120,19 @@ impl UploadSink {
         let (finish_tx, finish_rx) = oneshot::channel();
         let store = Arc::clone(db.store());
         let counters = Arc::clone(&state.counters);
+        let writer_reserved = Arc::clone(&reserved);
         let writer = state.tracker.spawn_blocking(move || {
-            write_chunks(&store, &counters, registration, chunk_rx, finish_rx)
+            let written = write_chunks(&store, &counters, registration, chunk_rx, finish_rx);
+            drop(writer_reserved); // after the queue and batch are freed
+            written
         });
         Ok(UploadSink {
             id: upload.id,
             filename: upload.filename,
             chunk_size,
-            // Allocated (and reserved) when the first bytes arrive.
+            // Allocated when the first bytes arrive.
             buf: BytesMut::new(),
-            reserved: None,
-            budget: state.budget.clone(),
+            _reserved: reserved,
             size: 0,
             sniff: Vec::new(),
             chunks: Some(chunk_tx),
@@ -133,9 +149,8 @@ impl UploadSink {
         self.size
     }
 
-    /// Appends body bytes; waits while the writer is behind (backpressure)
-    /// or the memory budget is full (then fails after the budget's wait).
-    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), UploadError> {
+    /// Appends body bytes; waits while the writer is behind (backpressure).
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<(), StorageError> {
         if self.sniff.len() < SNIFF_BYTES {
             let take = data.len().min(SNIFF_BYTES - self.sniff.len());
             self.sniff.extend_from_slice(&data[..take]);
@@ -148,7 +163,6 @@ impl UploadSink {
             // The next buffer is allocated only once the previous one is
             // queued, so an upload never holds an extra empty chunk.
             if self.buf.capacity() == 0 {
-                self.reserved = Some(self.budget.reserve(self.chunk_size as u64).await?);
                 self.buf.reserve(self.chunk_size);
             }
             let take = data.len().min(self.chunk_size - self.buf.len());
@@ -162,10 +176,7 @@ impl UploadSink {
     }
 
     async fn send_buffered(&mut self) -> Result<(), StorageError> {
-        let full = QueuedChunk {
-            bytes: std::mem::take(&mut self.buf).freeze(),
-            reserved: self.reserved.take(),
-        };
+        let full = std::mem::take(&mut self.buf).freeze();
         let sent = match &self.chunks {
             Some(tx) => tx.send(full).await.is_ok(),
             None => false,
@@ -233,7 +244,7 @@ fn write_chunks(
     store: &Store,
     counters: &Counters,
     registration: LiveUpload,
-    mut chunk_rx: mpsc::Receiver<QueuedChunk>,
+    mut chunk_rx: mpsc::Receiver<Bytes>,
     finish_rx: oneshot::Receiver<FinishedUpload>,
 ) -> Result<(), StorageError> {
     let id = registration.id().clone();
@@ -249,13 +260,10 @@ fn write_chunks(
         }
         let mut next_index = 0u64;
         let mut batch = Vec::with_capacity(CHUNKS_PER_TRANSACTION);
-        // The batch's budget, given back once it is committed.
-        let mut reserved = Vec::with_capacity(CHUNKS_PER_TRANSACTION);
         while let Some(first) = chunk_rx.blocking_recv() {
             let mut queued = Some(first);
             while let Some(chunk) = queued.take() {
-                batch.push(chunk.bytes);
-                reserved.push(chunk.reserved);
+                batch.push(chunk);
                 if batch.len() < CHUNKS_PER_TRANSACTION {
                     queued = chunk_rx.try_recv().ok();
                 }
@@ -264,7 +272,6 @@ fn write_chunks(
             Counters::add(&counters.chunks_written, batch.len() as u64);
             next_index += batch.len() as u64;
             batch.clear();
-            reserved.clear();
         }
         match finish_rx.blocking_recv() {
             Ok(done) => entries::finish_upload(store, &id, &done).map(|()| true),

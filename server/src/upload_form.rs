@@ -11,6 +11,7 @@ use axum::extract::Multipart;
 use axum::extract::multipart::{Field, MultipartError};
 use axum::http::{HeaderMap, header};
 
+use crate::client::Client;
 use crate::entry::{EntryId, Expiration, MAX_NOTE_CHARS, validate_filename, validate_note};
 use crate::error::ApiError;
 use crate::guest_links::GuestLinkId;
@@ -84,6 +85,7 @@ pub async fn refuse(mut multipart: Multipart, headers: &HeaderMap, error: ApiErr
 /// Streams the form into a new entry; on any failure nothing is kept.
 pub async fn receive(
     state: &AppState,
+    client: Client,
     mut multipart: Multipart,
     rules: UploadRules,
 ) -> Result<EntryId, ApiError> {
@@ -93,7 +95,7 @@ pub async fn receive(
         note: None,
         drain_budget: MAX_DRAIN_BYTES,
     };
-    let received = receive_parts(state, &mut multipart, &rules, &mut parts).await;
+    let received = receive_parts(state, client, &mut multipart, &rules, &mut parts).await;
     if received.is_err() && parts.drain_budget > 0 {
         drain(&mut multipart, &mut parts.drain_budget).await;
     }
@@ -123,13 +125,14 @@ struct Parts {
 
 async fn receive_parts(
     state: &AppState,
+    client: Client,
     multipart: &mut Multipart,
     rules: &UploadRules,
     parts: &mut Parts,
 ) -> Result<(), ApiError> {
     while let Some(mut field) = multipart.next_field().await.map_err(bad_multipart)? {
         let received = match (field.name(), &rules.guest) {
-            (Some("file"), _) => receive_file(state, &mut field, rules, parts).await,
+            (Some("file"), _) => receive_file(state, client, &mut field, rules, parts).await,
             (Some("note"), None) => read_note(&mut field)
                 .await
                 .map(|note| parts.note = Some(note)),
@@ -162,6 +165,7 @@ async fn receive_parts(
 /// the upload, so no more than the limit is ever written.
 async fn receive_file(
     state: &AppState,
+    client: Client,
     field: &mut Field<'_>,
     rules: &UploadRules,
     parts: &mut Parts,
@@ -187,7 +191,9 @@ async fn receive_file(
         guest_link: rules.guest.as_ref().map(|g| g.link.clone()),
     };
     let max_bytes = rules.guest.as_ref().and_then(|g| g.max_file_bytes);
-    let sink = parts.sink.insert(UploadSink::start(state, upload).await?);
+    let sink = parts
+        .sink
+        .insert(UploadSink::start(state, upload, client).await?);
     while let Some(bytes) = field.chunk().await.map_err(bad_multipart)? {
         if let Some(max) = max_bytes
             && sink.size() + bytes.len() as u64 > max

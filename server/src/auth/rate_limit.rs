@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::serve::client_key;
+use crate::client::client_key;
 
 /// Addresses tracked at most. Past this, addresses whose bucket is full again
 /// are forgotten; if none are, the new ones share one bucket. Bounds the map

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use rand::distr::{Alphanumeric, SampleString};
 
+use crate::client::Client;
 use crate::download::{RangeRequest, Segment, Source, body_stream, buffer_bytes, plan_ranges};
 use crate::entry::{Entry, EntryId};
 use crate::error::ApiError;
@@ -23,27 +24,30 @@ use crate::storage::{entries, now_millis};
 pub async fn download(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     method: Method,
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    serve(state, peer, method, headers, &token).await
+    serve(state, peer, client, method, headers, &token).await
 }
 
 /// The filename in the URL is for people and download managers; the id decides.
 pub async fn download_named(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: Client,
     method: Method,
     headers: HeaderMap,
     Path((token, _filename)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    serve(state, peer, method, headers, &token).await
+    serve(state, peer, client, method, headers, &token).await
 }
 
 async fn serve(
     state: AppState,
     peer: SocketAddr,
+    client: Client,
     method: Method,
     headers: HeaderMap,
     token: &str,
@@ -132,7 +136,7 @@ async fn serve(
         // Room first: a download refused for memory is not recorded.
         let reserved = state
             .budget
-            .reserve(buffer_bytes(entry.chunk_size, &segments))
+            .reserve(buffer_bytes(entry.chunk_size, &segments), client)
             .await?;
         match entry.max_downloads {
             Some(max) => record_limited_download(&state, &id, max, peer, &headers).await?,

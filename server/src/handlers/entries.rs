@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::auth::Authenticated;
+use crate::client::Client;
 use crate::entry::{
     Entry, EntryId, Expiration, parse_max_downloads, validate_filename, validate_max_downloads,
     validate_note,
@@ -37,6 +38,7 @@ fn parse_id(id: &str) -> Result<EntryId, ApiError> {
 /// client that asks for `text/plain`.
 pub async fn upload(
     State(state): State<AppState>,
+    client: Client,
     _auth: Authenticated,
     headers: HeaderMap,
     params: Result<Query<UploadParams>, QueryRejection>,
@@ -47,7 +49,7 @@ pub async fn upload(
         Ok(rules) => rules,
         Err(e) => return Err(upload_form::refuse(multipart, &headers, e).await),
     };
-    let id = upload_form::receive(&state, multipart, rules).await?;
+    let id = upload_form::receive(&state, client, multipart, rules).await?;
     Ok(UploadAnswer::new(&state, &headers, &id, false).into_response())
 }
 

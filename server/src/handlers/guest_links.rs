@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::auth::Authenticated;
+use crate::client::Client;
 use crate::error::ApiError;
 use crate::guest_links::{FileLifetime, GuestLink, GuestLinkId, GuestLinkRequest, NewGuestLink};
 use crate::handlers::{UploadAnswer, bad_json, expected_multipart};
@@ -110,6 +111,7 @@ async fn set_disabled(
 /// a client that accepts JSON.
 pub async fn upload(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     Path(id): Path<String>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -119,7 +121,7 @@ pub async fn upload(
         Ok(rules) => rules,
         Err(e) => return Err(upload_form::refuse(multipart, &headers, e).await),
     };
-    let id = upload_form::receive(&state, multipart, rules).await?;
+    let id = upload_form::receive(&state, client, multipart, rules).await?;
     Ok(UploadAnswer::new(&state, &headers, &id, true).into_response())
 }
 

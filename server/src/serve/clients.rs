@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::min_rate::Stall;
 use crate::budget::Relief;
+use crate::client::client_key;
 
 /// A request stalled on its client for at least this long may be cut when
 /// the connection slots or the memory budget run out and nothing idle is
@@ -25,19 +26,6 @@ pub const MIN_STALL_TO_CUT: Duration = Duration::from_secs(5);
 /// A connection idle for less than this is not closed to make room: a
 /// client that just connected (or just got an answer) is about to send.
 pub const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
-
-/// A client address as limits see it: IPv4 as is, IPv6 by its /64 (one
-/// host's usual allocation; per address would let it use 2⁶⁴ of them).
-pub fn client_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let mut segments = v6.segments();
-            segments[4..].fill(0);
-            IpAddr::V6(segments.into())
-        }
-        v4 => v4,
-    }
-}
 
 /// Counts per client address, each entry removed when its count drops to
 /// zero: the map never holds more addresses than there are slots in use.
@@ -190,6 +178,16 @@ impl Connections {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Closes the connection idle the longest, else cuts the request
+    /// stalled longest (≥ [`MIN_STALL_TO_CUT`]), for a connection waiting
+    /// for a slot. Each waiting connection asks every 100 ms, so as many
+    /// go as there are waiting.
+    pub fn make_room(&self) {
+        if !self.evict_idle() && self.cut_stalled(MIN_STALL_TO_CUT) {
+            tracing::info!("all connections busy: cut the request stalled longest on its client");
         }
     }
 
