@@ -9,7 +9,14 @@
 //! to a flood, is next in line whatever the flood's size. Each grant waits
 //! for the head of that order to fit, so a large request is not starved by
 //! smaller ones behind it. (Max-min fairness, as a fair-queueing router
-//! shares a link.) Hand-written: no crate found shares a semaphore by key.
+//! shares a link.)
+//!
+//! The line itself may be bounded ([`FairShare::with_queue_limit`]): when it
+//! is full, a newcomer whose client holds and waits for less than the
+//! greediest client in line takes the place of that client's newest waiter,
+//! which is turned away; otherwise the newcomer is. A flood filling the line
+//! cannot lock out a client with little. Hand-written: no crate found
+//! shares a semaphore by key.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +29,8 @@ use crate::client::Client;
 /// The pool; `Arc`-shared by everything that takes from it.
 pub struct FairShare {
     capacity: u64,
+    /// Waiters allowed at once.
+    queue_limit: usize,
     state: Mutex<State>,
 }
 
@@ -72,10 +81,32 @@ impl std::fmt::Debug for FairShare {
     }
 }
 
+/// The outcome of asking for units: [`FairShare::enter`].
+pub enum Entry {
+    Granted(Share),
+    /// In line; [`Waiting::wait`] for the grant.
+    Queued(Waiting),
+    /// Turned away: the line is full of clients holding no more than this
+    /// one, or the amount exceeds the capacity.
+    Full,
+}
+
+/// A place in line. Dropping it withdraws the wait.
+pub struct Waiting {
+    granted: oneshot::Receiver<Share>,
+}
+
 impl FairShare {
+    /// A pool with an unbounded line.
     pub fn new(capacity: u64) -> Arc<Self> {
+        Self::with_queue_limit(capacity, usize::MAX)
+    }
+
+    /// A pool whose line holds at most `queue_limit` waiters.
+    pub fn with_queue_limit(capacity: u64, queue_limit: usize) -> Arc<Self> {
         Arc::new(FairShare {
             capacity,
+            queue_limit: queue_limit.max(1),
             state: Mutex::new(State {
                 free: capacity,
                 held: HashMap::new(),
@@ -107,45 +138,75 @@ impl FairShare {
         Some(state.take(self, client, amount))
     }
 
+    /// Takes `amount` for `client` now, or gets in line for it (in fair
+    /// order, making room in a full line as the module says), or is
+    /// turned away. Never waits.
+    pub fn enter(self: &Arc<Self>, client: Client, amount: u64) -> Entry {
+        if amount > self.capacity {
+            return Entry::Full;
+        }
+        let mut state = self.lock();
+        if state.waiters.is_empty() && amount <= state.free {
+            return Entry::Granted(state.take(self, client, amount));
+        }
+        if state.waiters.len() >= self.queue_limit && !state.displace_for(client, self.queue_limit) {
+            return Entry::Full;
+        }
+        let (tx, rx) = oneshot::channel();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiters.push(Waiter {
+            client,
+            amount,
+            ticket,
+            grant: tx,
+        });
+        // Fewer holdings than those waiting: served at once if it fits.
+        let undelivered = state.grant_waiters(self);
+        drop(state);
+        drop(undelivered);
+        Entry::Queued(Waiting { granted: rx })
+    }
+
     /// Takes `amount` for `client`, waiting in fair order until `deadline`;
     /// `on_wait` runs every `every` while it waits (to make room). `None`
-    /// when the deadline passes, or when `amount` exceeds the capacity.
+    /// when the deadline passes, when turned away, or when `amount` exceeds
+    /// the capacity.
     pub async fn take(
         self: &Arc<Self>,
         client: Client,
         amount: u64,
         deadline: Instant,
         every: std::time::Duration,
+        on_wait: impl FnMut(),
+    ) -> Option<Share> {
+        match self.enter(client, amount) {
+            Entry::Granted(share) => Some(share),
+            Entry::Queued(waiting) => waiting.wait(deadline, every, on_wait).await,
+            Entry::Full => None,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Plain counts and a queue: still consistent after a panic elsewhere.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Waiting {
+    /// Waits for the grant until `deadline`, running `on_wait` every
+    /// `every` meanwhile. `None` past the deadline or when displaced.
+    pub async fn wait(
+        mut self,
+        deadline: Instant,
+        every: std::time::Duration,
         mut on_wait: impl FnMut(),
     ) -> Option<Share> {
-        if amount > self.capacity {
-            return None;
-        }
-        let mut granted = {
-            let mut state = self.lock();
-            if state.waiters.is_empty() && amount <= state.free {
-                return Some(state.take(self, client, amount));
-            }
-            let (tx, rx) = oneshot::channel();
-            let ticket = state.next_ticket;
-            state.next_ticket += 1;
-            state.waiters.push(Waiter {
-                client,
-                amount,
-                ticket,
-                grant: tx,
-            });
-            // Fewer holdings than those waiting: served at once if it fits.
-            let undelivered = state.grant_waiters(self);
-            drop(state);
-            drop(undelivered);
-            rx
-        };
         loop {
             let until = deadline.min(Instant::now() + every);
-            match tokio::time::timeout_at(until, &mut granted).await {
+            match tokio::time::timeout_at(until, &mut self.granted).await {
                 Ok(Ok(share)) => return Some(share),
-                // The pool is only dropped with every `Arc`, ours included.
+                // Displaced by a client holding less (its sender dropped).
                 Ok(Err(_)) => return None,
                 Err(_) if Instant::now() >= deadline => {
                     // Dropping `granted` withdraws the wait; a grant that
@@ -156,14 +217,42 @@ impl FairShare {
             }
         }
     }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Plain counts and a queue: still consistent after a panic elsewhere.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 impl State {
+    /// Frees a place in a line of `limit` for `client`: turns away the
+    /// newest waiter of the client with the largest load (units held plus
+    /// requests in line), if that is larger than `client`'s with this
+    /// request. False if none is. O(waiters).
+    fn displace_for(&mut self, client: Client, limit: usize) -> bool {
+        self.waiters.retain(|w| !w.grant.is_closed());
+        if self.waiters.len() < limit {
+            return true;
+        }
+        let mut in_line: HashMap<Client, u64> = HashMap::new();
+        for w in &self.waiters {
+            *in_line.entry(w.client).or_insert(0) += 1;
+        }
+        let load = |c: &Client| {
+            self.held.get(c).copied().unwrap_or(0) + in_line.get(c).copied().unwrap_or(0)
+        };
+        let newcomer = load(&client) + 1;
+        let victim = self
+            .waiters
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (load(&w.client), w.ticket, i))
+            .max();
+        match victim {
+            Some((load, _, i)) if load > newcomer => {
+                // Its dropped sender ends its wait with `None`.
+                self.waiters.swap_remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn take(&mut self, pool: &Arc<FairShare>, client: Client, amount: u64) -> Share {
         self.free -= amount;
         *self.held.entry(client).or_insert(0) += amount;
@@ -307,5 +396,40 @@ mod tests {
             .await;
         assert!(got.is_none());
         assert!((9..=10).contains(&calls), "{calls}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_line_turns_away_the_greediest_clients_newest_waiter() {
+        let pool = FairShare::with_queue_limit(2, 3);
+        let _held = [
+            pool.try_take(client(1), 1).unwrap(),
+            pool.try_take(client(1), 1).unwrap(),
+        ];
+        let mut flood: Vec<Waiting> = (0..3)
+            .map(|_| match pool.enter(client(1), 1) {
+                Entry::Queued(w) => w,
+                _ => panic!("room in line"),
+            })
+            .collect();
+        // As greedy as the flood (or more): turned away.
+        assert!(matches!(pool.enter(client(1), 1), Entry::Full));
+        // Holding nothing: the flood's newest waiter makes way.
+        let Entry::Queued(browser) = pool.enter(client(2), 1) else {
+            panic!("a client holding nothing gets in line");
+        };
+        let newest = flood.pop().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        assert!(newest.wait(deadline, Duration::from_secs(1), || {}).await.is_none());
+        drop(_held);
+        let browser = browser.wait(deadline, Duration::from_secs(1), || {}).await;
+        assert_eq!(browser.map(|s| s.amount()), Some(1));
+        drop(flood);
+    }
+
+    #[test]
+    fn an_amount_over_the_capacity_is_turned_away_at_once() {
+        let pool = FairShare::new(2);
+        assert!(matches!(pool.enter(client(1), 3), Entry::Full));
+        assert!(matches!(pool.enter(client(1), 2), Entry::Granted(_)));
     }
 }

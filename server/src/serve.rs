@@ -13,8 +13,10 @@
 //! where one waiting attacker would hold up everyone queued behind it), and
 //! freed slots go to the waiting client that holds fewest (`fair_share.rs`),
 //! so a browser or a health check next to a flood is next in line. At most
-//! `max_connections` wait; past that, and after a header timeout of waiting,
-//! they are refused with 503. The same table relieves a full memory budget.
+//! `max_connections` wait; when that line is full a newcomer takes the place
+//! of the greediest client's newest waiter if its own client holds less,
+//! else it is refused with 503, as is one still waiting after a header
+//! timeout. The same table relieves a full memory budget.
 //! Memory per connection is bounded by hyper's buffer ([`MAX_BUFFER_BYTES`]);
 //! what requests hold beyond that draws from the memory budget (`budget.rs`).
 
@@ -38,11 +40,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::Client;
-use crate::fair_share::{FairShare, Share};
+use crate::fair_share::{Entry, FairShare, Share};
 
 pub use clients::{ClientSlot, Connections, MIN_STALL_TO_CUT, PerClient};
 pub use idle::IdleTimeout;
@@ -92,8 +93,11 @@ pub async fn serve(
     table: Arc<Connections>,
     stop: CancellationToken,
 ) {
-    let slots = FairShare::new(limits.max_connections.max(1) as u64);
-    let waiting = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // As many may wait for a slot as may hold one.
+    let slots = FairShare::with_queue_limit(
+        limits.max_connections.max(1) as u64,
+        limits.max_connections.max(1),
+    );
     // Connections that waited for a slot come back here to be served.
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(limits.max_connections.max(1));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -138,21 +142,23 @@ pub async fn serve(
             None => None,
         };
         let client = Client::of(peer.ip());
-        if let Some(slot) = slots.try_take(client, 1) {
-            connection.spawn(stream, peer, slot, client_slot);
-            continue;
-        }
-        let Ok(wait_turn) = Arc::clone(&waiting).try_acquire_owned() else {
-            refuse_busy(&stream);
-            continue;
+        let waiting = match slots.enter(client, 1) {
+            Entry::Granted(slot) => {
+                connection.spawn(stream, peer, slot, client_slot);
+                continue;
+            }
+            Entry::Queued(waiting) => waiting,
+            Entry::Full => {
+                refuse_busy(&stream);
+                continue;
+            }
         };
         table.make_room();
-        let (slots, table, ready_tx) = (Arc::clone(&slots), Arc::clone(&table), ready_tx.clone());
+        let (table, ready_tx) = (Arc::clone(&table), ready_tx.clone());
         let deadline = tokio::time::Instant::now() + limits.header_timeout;
         tokio::spawn(async move {
-            let _wait_turn = wait_turn;
-            match slots
-                .take(client, 1, deadline, EVICT_RETRY, || table.make_room())
+            match waiting
+                .wait(deadline, EVICT_RETRY, || table.make_room())
                 .await
             {
                 Some(slot) => {

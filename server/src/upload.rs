@@ -13,10 +13,11 @@
 //! never waits for memory again: a flood of new requests cannot cut it
 //! off half-way.
 //!
-//! The entry row is inserted as `uploading` before the first chunk and made
-//! `complete` by [`UploadSink::finish`]. If the request ends any other way
-//! (client abort, bad input, a storage error, shutdown), the writer removes
-//! the row and every chunk before it exits; a crash leaves them to GC.
+//! The writer inserts the entry row as `uploading` before the first chunk;
+//! [`UploadSink::finish`] makes it `complete`. If the request ends any other
+//! way (client abort, bad input, a storage error, shutdown, or the request
+//! dropped mid-await, e.g. cut to make room), the writer removes the row and
+//! every chunk before it exits; a crash leaves them to GC.
 
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ use crate::budget::{BudgetExhausted, Reservation};
 use crate::client::Client;
 use crate::counters::Counters;
 use crate::entry::{EntryId, content_type_for};
-use crate::live_uploads::LiveUpload;
+use crate::live_uploads::{LiveUpload, LiveUploads};
 use crate::state::AppState;
 use crate::storage::entries::{self, FinishedUpload, NewUpload};
 use crate::storage::{StorageError, Store, chunks};
@@ -83,11 +84,13 @@ pub struct UploadSink {
 
 impl UploadSink {
     /// Reserves the upload's memory for `client` (waiting in the budget's
-    /// fair order), registers it, inserts its `uploading` row and starts its
-    /// writer.
+    /// fair order), then starts its writer, which registers the upload and
+    /// inserts its `uploading` row. The writer owns the row from the start:
+    /// if this request is dropped at any await, the writer still sees its
+    /// channels close and removes what it inserted.
     pub async fn start(
         state: &AppState,
-        mut upload: NewUpload,
+        upload: NewUpload,
         client: Client,
     ) -> Result<Self, UploadError> {
         let reserved = state
@@ -95,40 +98,33 @@ impl UploadSink {
             .reserve(pipeline_bytes(upload.chunk_size), client)
             .await?;
         let reserved = Arc::new(reserved);
-        let (db, live) = (&state.db, &state.live_uploads);
-        let mut attempt = 0;
-        let registration = loop {
-            attempt += 1;
-            let registration = live.register(upload.id.clone());
-            let row = upload.clone();
-            match db.run(move |s| entries::start_upload(s, &row)).await {
-                Ok(()) => break registration,
-                Err(StorageError::Sqlite { source, .. })
-                    if attempt < ID_ATTEMPTS
-                        && source.sqlite_error_code()
-                            == Some(rusqlite::ErrorCode::ConstraintViolation) =>
-                {
-                    drop(registration);
-                    upload.id = EntryId::generate();
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-
         let chunk_size = upload.chunk_size as usize;
+        let filename = upload.filename.clone();
+        let (started_tx, started_rx) = oneshot::channel();
         let (chunk_tx, chunk_rx) = mpsc::channel(UPLOAD_QUEUE_CHUNKS);
         let (finish_tx, finish_rx) = oneshot::channel();
-        let store = Arc::clone(db.store());
+        let store = Arc::clone(state.db.store());
+        let live = Arc::clone(&state.live_uploads);
         let counters = Arc::clone(&state.counters);
         let writer_reserved = Arc::clone(&reserved);
         let writer = state.tracker.spawn_blocking(move || {
-            let written = write_chunks(&store, &counters, registration, chunk_rx, finish_rx);
+            let written = match insert_row(&store, &live, upload) {
+                Ok(registration) => {
+                    let _ = started_tx.send(Ok(registration.id().clone()));
+                    write_chunks(&store, &counters, registration, chunk_rx, finish_rx)
+                }
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    Ok(())
+                }
+            };
             drop(writer_reserved); // after the queue and batch are freed
             written
         });
+        let id = started_rx.await.map_err(|_| StorageError::TaskPanicked)??;
         Ok(UploadSink {
-            id: upload.id,
-            filename: upload.filename,
+            id,
+            filename,
             chunk_size,
             // Allocated when the first bytes arrive.
             buf: BytesMut::new(),
@@ -236,6 +232,32 @@ impl UploadSink {
 
 async fn writer_outcome(writer: JoinHandle<Result<(), StorageError>>) -> Result<(), StorageError> {
     writer.await.map_err(|_| StorageError::TaskPanicked)?
+}
+
+/// Registers the upload and inserts its `uploading` row, drawing a fresh
+/// id if the random one is taken.
+fn insert_row(
+    store: &Store,
+    live: &Arc<LiveUploads>,
+    mut upload: NewUpload,
+) -> Result<LiveUpload, StorageError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let registration = live.register(upload.id.clone());
+        match entries::start_upload(store, &upload) {
+            Ok(()) => return Ok(registration),
+            Err(StorageError::Sqlite { source, .. })
+                if attempt < ID_ATTEMPTS
+                    && source.sqlite_error_code()
+                        == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+            {
+                drop(registration);
+                upload.id = EntryId::generate();
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The writer thread of one upload. Owns the upload's registration, so the
