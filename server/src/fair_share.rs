@@ -149,7 +149,8 @@ impl FairShare {
         if state.waiters.is_empty() && amount <= state.free {
             return Entry::Granted(state.take(self, client, amount));
         }
-        if state.waiters.len() >= self.queue_limit && !state.displace_for(client, self.queue_limit) {
+        if state.waiters.len() >= self.queue_limit && !state.displace_for(client, self.queue_limit)
+        {
             return Entry::Full;
         }
         let (tx, rx) = oneshot::channel();
@@ -401,7 +402,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_line_turns_away_the_greediest_clients_newest_waiter() {
         let pool = FairShare::with_queue_limit(2, 3);
-        let _held = [
+        let held = [
             pool.try_take(client(1), 1).unwrap(),
             pool.try_take(client(1), 1).unwrap(),
         ];
@@ -419,8 +420,13 @@ mod tests {
         };
         let newest = flood.pop().unwrap();
         let deadline = Instant::now() + Duration::from_secs(1);
-        assert!(newest.wait(deadline, Duration::from_secs(1), || {}).await.is_none());
-        drop(_held);
+        assert!(
+            newest
+                .wait(deadline, Duration::from_secs(1), || {})
+                .await
+                .is_none()
+        );
+        drop(held);
         let browser = browser.wait(deadline, Duration::from_secs(1), || {}).await;
         assert_eq!(browser.map(|s| s.amount()), Some(1));
         drop(flood);
