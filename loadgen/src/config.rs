@@ -30,6 +30,10 @@ pub enum Scenario {
     /// download whole and one range (verified), then delete with probability
     /// `delete_fraction`; the rest expire and the server's GC removes them.
     Churn,
+    /// A guest's upload: the owner logs in and creates an unlimited guest link per user, then
+    /// each iteration streams a `file`-only multipart upload of `size` bytes to
+    /// `/api/guest/{id}`; stored files become downloadable like owner uploads.
+    GuestUpload,
     /// Delete uploaded entries (`DELETE /api/entry/{id}`), each once, and check they are gone.
     /// Not part of `mixed`: downloads there would fetch what it deleted.
     Delete,
@@ -50,13 +54,14 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order help texts list them.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Upload,
         Scenario::Download,
         Scenario::SlowUpload,
         Scenario::AbortUpload,
         Scenario::Mixed,
         Scenario::Churn,
+        Scenario::GuestUpload,
         Scenario::Delete,
         Scenario::LoginBodyFlood,
         Scenario::StalledGuestUpload,
@@ -86,6 +91,7 @@ impl Scenario {
             Scenario::AbortUpload => "abort-upload",
             Scenario::Mixed => "mixed",
             Scenario::Churn => "churn",
+            Scenario::GuestUpload => "guest-upload",
             Scenario::Delete => "delete",
             Scenario::LoginBodyFlood => "login-body-flood",
             Scenario::StalledGuestUpload => "stalled-guest-upload",
@@ -105,16 +111,10 @@ impl fmt::Display for Scenario {
 /// Why a scenario name did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseScenarioError {
-    /// `guest-upload` is planned but needs guest links, which share-server does not have yet;
-    /// it is left out rather than faked.
-    #[error(
-        "scenario guest-upload is not available: share-server has no guest links yet \
-         (it is added once they exist)"
-    )]
-    GuestUploadUnavailable,
     #[error(
         "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, delete, \
-         churn, login-body-flood, stalled-guest-upload, slow-body, idle-flood, history-flood)"
+         churn, guest-upload, login-body-flood, stalled-guest-upload, slow-body, idle-flood, \
+         history-flood)"
     )]
     Unknown(String),
 }
@@ -123,9 +123,6 @@ impl FromStr for Scenario {
     type Err = ParseScenarioError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        if name == "guest-upload" {
-            return Err(ParseScenarioError::GuestUploadUnavailable);
-        }
         Scenario::ALL
             .into_iter()
             .find(|s| s.name() == name)
@@ -542,13 +539,13 @@ mod tests {
     }
 
     #[test]
-    fn scenario_names_round_trip_and_guest_upload_is_explained() {
+    fn scenario_names_round_trip() {
         for s in Scenario::ALL {
             assert_eq!(s.name().parse::<Scenario>(), Ok(s));
         }
         assert_eq!(
-            "guest-upload".parse::<Scenario>(),
-            Err(ParseScenarioError::GuestUploadUnavailable)
+            "guest-uploads".parse::<Scenario>(),
+            Err(ParseScenarioError::Unknown("guest-uploads".into()))
         );
     }
 

@@ -114,3 +114,16 @@ pub(crate) async fn status_failure(
         None => Failure::Protocol(format!("HTTP {status}")),
     }
 }
+
+/// The id in the server's `{"id": "..."}` answer to creating `what`.
+pub(crate) async fn read_id(
+    response: &mut reqwest::Response,
+    cancel: &CancellationToken,
+    what: &str,
+) -> Result<String, Failure> {
+    let body = read_small(response, cancel).await?;
+    serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+        .ok_or_else(|| Failure::Protocol(format!("{what} answer without an \"id\"")))
+}

@@ -7,7 +7,7 @@
 //! - `body`: the streamed upload body (hashed on the way, throttled or cut off).
 //! - `verify`: checking downloaded bytes against the uploaded ones as they arrive.
 //! - `scenarios`: the goose scenarios (`upload`, `download`, `slow-upload`, `abort-upload`,
-//!   `mixed`, `delete`); `guest-upload` waits for guest links in share-server.
+//!   `mixed`, `delete`, `churn`, `guest-upload`).
 //! - `hostile`: attack scenarios (`login-body-flood`, `stalled-guest-upload`, `slow-body`,
 //!   `idle-flood`, `history-flood`): raw-socket clients, bounded, loopback only.
 //! - `attack`: the goose configuration and run; `preflight`: server checks with short timeouts.

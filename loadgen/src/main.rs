@@ -22,7 +22,9 @@ Scenarios:
   mixed         users spread over the four above by --mix weights
   delete        delete entries (DELETE /api/entry/{id}), each by one user, and check each is
                 gone (GET answers 404); entries as for download
-  guest-upload  not available: share-server has no guest links yet; it is added once they exist
+  guest-upload  each user's login creates an unlimited guest link (POST /api/guest-links);
+                each iteration uploads --size bytes through it (POST /api/guest/{id}, one
+                `file` part); stored files are downloadable as for upload
 
 Attacks (raw sockets, loopback only, bounded by --connections and --run-time, default 30s;
 the server refusing or resetting them is counted, not a failure; the server gone is):

@@ -1,9 +1,7 @@
 //! The goose scenarios: each logs in once per user (`on_start`), then repeats its transaction
-//! once per iteration. `upload`, `slow-upload` and `abort-upload` share `upload.rs`; `download`
-//! is `download.rs`; `delete` is `delete.rs`; `mixed` registers the first four with weights.
-//!
-//! `guest-upload` is not here: share-server has no guest links yet, and a stub would only make
-//! runs look like they covered it.
+//! once per iteration. `upload`, `slow-upload`, `abort-upload` and `guest-upload` share
+//! `upload.rs` (a guest user's login also creates its link); `download` is `download.rs`;
+//! `delete` is `delete.rs`; `mixed` registers the first four with weights.
 
 mod churn;
 mod delete;

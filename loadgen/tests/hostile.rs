@@ -49,9 +49,12 @@ async fn login_body_flood_sends_every_body_and_holds() {
         summary.duration_seconds >= RUN_TIME.as_secs_f64() - 0.1,
         "held to the end"
     );
-    assert_eq!(attack.connections_opened, 4);
-    assert_eq!(attack.requests_sent, 4);
-    assert!(attack.bytes_sent >= 4 * 2_000_000);
+    // The server refuses the 2 MB body early (413) and closes; a body cut off that way is
+    // sent again on a new connection, so there may be more than 4 connections, each with
+    // one request, and every body sent whole counts its 2 MB.
+    assert!(attack.connections_opened >= 4, "{attack:?}");
+    assert_eq!(attack.requests_started, attack.connections_opened);
+    assert!(attack.bytes_sent >= attack.requests_sent * 2_000_000);
     assert_eq!(attack.sources.len(), 2);
     // A wrong secret: the old server answers 401 once it has read the body; a fixed one may
     // refuse earlier (413/429) or close. Either way every request is accounted for.

@@ -291,3 +291,46 @@ async fn churn_deletes_or_expires_everything_it_uploads() {
     )
     .await;
 }
+
+/// `guest-upload`: each user creates its own guest link and uploads through it; the owner sees
+/// the files (with a link each) and they download byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guest_uploads_go_through_a_link_per_user_and_verify() {
+    let server = Server::start();
+    let guest = loadgen::run(Config {
+        users: 2,
+        iterations: Some(2),
+        size: ByteSize(3 * MB),
+        ..server.config(Scenario::GuestUpload, "guest-upload")
+    })
+    .await
+    .unwrap();
+    assert!(guest.ok, "{}", guest.to_text());
+    assert_eq!(guest.uploads.len(), 4);
+    let mut uploaded: Vec<String> = guest.uploads.iter().map(|r| r.id.clone()).collect();
+    uploaded.sort();
+    assert_eq!(server.listed_ids().await, uploaded);
+    let db = rusqlite::Connection::open(server.db()).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(
+        count("SELECT COUNT(*) FROM guest_links"),
+        2,
+        "one link per user"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM entries WHERE guest_link_id IS NOT NULL"),
+        4,
+        "every file came through a link"
+    );
+    let download = loadgen::run(Config {
+        users: 2,
+        iterations: Some(2),
+        ranges_per_download: 2,
+        known_uploads: guest.uploads.clone(),
+        ..server.config(Scenario::Download, "download-guest")
+    })
+    .await
+    .unwrap();
+    assert!(download.ok, "{}", download.to_text());
+    assert_eq!(download.verified_downloads, 4);
+}

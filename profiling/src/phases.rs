@@ -14,6 +14,7 @@ use crate::events::Events;
 use crate::sampler;
 use crate::scenario::Phase;
 use crate::target::{Exit, Server};
+use run_format::events::name as event;
 use run_format::files;
 
 /// How long a phase's loadgen may take to notice a dead server and return.
@@ -224,7 +225,7 @@ fn start(events: &Events, spec: &Phase) -> Started {
         started_ms: events.now_ms(),
     };
     events.record(
-        "phase-start",
+        event::PHASE_START,
         serde_json::json!({ "phase": spec.name, "background": spec.background }),
     );
     started
@@ -249,7 +250,7 @@ fn end(
         None => (false, Some(missing.to_owned()), None),
     };
     events.record(
-        "phase-end",
+        event::PHASE_END,
         serde_json::json!({ "phase": started.name, "ok": ok, "error": error }),
     );
     let outcome = PhaseOutcome {

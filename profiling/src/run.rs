@@ -32,6 +32,7 @@ pub use crate::phases::PhaseOutcome;
 use crate::sampler::{self, Sampler};
 use crate::scenario::{HealthSpec, Scenario};
 use crate::target::{self, Exit, Server};
+use run_format::events::name as event;
 use run_format::{HealthSummary, Sample, files};
 
 /// Samples kept in `outcome.json` from just before the end (or the death).
@@ -234,7 +235,10 @@ async fn drive(
         server = Server::start(machine, binary, &scenario.server.args, &db, &log, &secret) => server?,
         _ = tokio::signal::ctrl_c() => return Err(RunError::Interrupted),
     };
-    events.record("server-started", serde_json::json!({ "pid": server.pid }));
+    events.record(
+        event::SERVER_STARTED,
+        serde_json::json!({ "pid": server.pid }),
+    );
 
     let phase = sampler::Phase::default();
     phase.set("start");
@@ -284,12 +288,12 @@ async fn drive(
     record_oom_kills(&events, machine);
     if let Some((exit, at)) = &died {
         events.record(
-            "server-died",
+            event::SERVER_DIED,
             serde_json::json!({ "at_ms": at, "exit": exit.describe() }),
         );
     }
     if interrupted {
-        events.record("interrupted", serde_json::Value::Null);
+        events.record(event::INTERRUPTED, serde_json::Value::Null);
     }
 
     phase.set("end");
@@ -318,7 +322,7 @@ async fn drive(
         None => stopped,
     };
     events.record(
-        "server-stopped",
+        event::SERVER_STOPPED,
         serde_json::json!({ "exit": exit.describe() }),
     );
     let oom_kills = machine.oom_kills().unwrap_or(0).saturating_sub(oom_before);
@@ -364,7 +368,7 @@ fn record_oom_kills(events: &Events, machine: &dyn Machine) {
             .as_millis() as u64;
         events.record_at(
             at,
-            "oom-kill",
+            event::OOM_KILL,
             serde_json::json!({ "pid": kill.pid, "process": kill.process, "line": kill.line }),
         );
     }

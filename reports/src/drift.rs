@@ -7,8 +7,9 @@
 //! [`WARM_UP_PHASE`]: caches (SQLite's page cache, allocator arenas) fill in
 //! the first minute, and that one-off rise would otherwise read as a slope;
 //! the rig's `start`, `pause` and `end` samples are idle time, whose drop
-//! after the last phase would read as a fall. A run with no load-phase
-//! samples has no drift.
+//! after the last phase would read as a fall. A window shorter than
+//! [`MIN_WINDOW`] has no drift: ten seconds of noise extrapolated to an hour
+//! read as "−1987 MiB/h".
 
 use run_format::Sample;
 use serde::{Deserialize, Serialize};
@@ -17,11 +18,15 @@ use crate::stats::linear_fit;
 
 /// Samples of a phase with this name are not part of the drift window.
 pub const WARM_UP_PHASE: &str = "warm-up";
+/// The shortest window a drift is fitted over: two minutes, which is still
+/// noisy (CI's 3.5-minute soak swings by a few MiB/h) but no longer absurd.
+pub const MIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(120);
 
 const MIB: f64 = 1024.0 * 1024.0;
 const HOUR_MS: f64 = 3_600_000.0;
 
-/// Slopes over the drift window; `None` where fewer than two samples had the figure.
+/// Slopes over the drift window; `None` where fewer than two samples had the
+/// figure, or the window is shorter than [`MIN_WINDOW`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Drift {
     pub anon_mib_per_hour: Option<f64>,
@@ -62,6 +67,12 @@ pub fn drift(samples: &[Sample]) -> Drift {
         (Some(a), Some(b)) => (b.t_ms - a.t_ms) as f64 / 1000.0,
         _ => 0.0,
     };
+    if window_s < MIN_WINDOW.as_secs_f64() {
+        return Drift {
+            window_s,
+            ..Drift::default()
+        };
+    }
     Drift {
         anon_mib_per_hour: slope(anon_bytes),
         allocator_mib_per_hour: slope(allocator_resident_bytes),
@@ -132,5 +143,18 @@ mod tests {
     fn no_figures_no_slope() {
         let d = drift(&[]);
         assert_eq!(d, Drift::default());
+    }
+
+    #[test]
+    fn a_window_under_the_minimum_has_no_drift() {
+        let samples: Vec<Sample> = (0..10)
+            .map(|t| sample(t, "upload", 10.0 + t as f64, 5.0))
+            .collect();
+        let d = drift(&samples);
+        assert_eq!(
+            (d.anon_mib_per_hour, d.allocator_mib_per_hour),
+            (None, None)
+        );
+        assert_eq!(d.window_s, 9.0);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use run_format::events::name as event;
 use run_format::{Event, Sample, files};
 use serde_json::Value;
 
@@ -161,12 +162,12 @@ impl Run {
             let name = e.detail.get("phase").and_then(Value::as_str);
             let t = e.t_ms as f64 / 1000.0;
             match (e.event.as_str(), name) {
-                ("phase-start", Some(name)) => spans.push(PhaseSpan {
+                (event::PHASE_START, Some(name)) => spans.push(PhaseSpan {
                     name: name.to_owned(),
                     start_s: t,
                     end_s: None,
                 }),
-                ("phase-end", Some(name)) => {
+                (event::PHASE_END, Some(name)) => {
                     if let Some(span) = spans
                         .iter_mut()
                         .rev()
@@ -185,7 +186,7 @@ impl Run {
     /// before writing it still left `server-died` in `events.jsonl` and the
     /// cgroup's OOM kill count in the samples.
     pub fn ending(&self) -> Ending {
-        let died_event = self.events.iter().find(|e| e.event == "server-died");
+        let died_event = self.events.iter().find(|e| e.event == event::SERVER_DIED);
         let mut ending = Ending {
             died_at_s: died_event.map(|e| {
                 e.detail
@@ -197,7 +198,7 @@ impl Run {
             how: died_event.and_then(|e| e.detail.get("exit")?.as_str().map(str::to_owned)),
             signal: None,
             oom_kills: self.sampled_oom_kills(),
-            interrupted: self.events.iter().any(|e| e.event == "interrupted"),
+            interrupted: self.events.iter().any(|e| e.event == event::INTERRUPTED),
         };
         if let Some(o) = &self.outcome {
             if let Some(at) = o.get("died_at_ms").and_then(Value::as_u64) {

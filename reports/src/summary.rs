@@ -264,13 +264,22 @@ impl Summary {
             }
         }
         let per_hour = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:+.2}"));
-        let _ = writeln!(
-            md,
-            "\nDrift over {:.0} s of load (warm-up left out): anon {} MiB/h, allocator resident {} MiB/h.",
-            self.slope_window_s,
-            per_hour(self.anon_slope_mib_per_hour),
-            per_hour(self.allocator_slope_mib_per_hour)
-        );
+        if self.slope_window_s < crate::drift::MIN_WINDOW.as_secs_f64() {
+            let _ = writeln!(
+                md,
+                "\nDrift: too short to tell ({:.0} s of load, warm-up left out; a drift needs {} s).",
+                self.slope_window_s,
+                crate::drift::MIN_WINDOW.as_secs()
+            );
+        } else {
+            let _ = writeln!(
+                md,
+                "\nDrift over {:.0} s of load (warm-up left out): anon {} MiB/h, allocator resident {} MiB/h.",
+                self.slope_window_s,
+                per_hour(self.anon_slope_mib_per_hour),
+                per_hour(self.allocator_slope_mib_per_hour)
+            );
+        }
         let _ = writeln!(
             md,
             "\nFull report: `{}`",

@@ -1,6 +1,8 @@
 //! `upload`, `slow-upload` and `abort-upload`: one multipart `POST /api/entry` shaped like a
 //! browser's (part `file` with a filename and a content type, then part `note`), its body
-//! streamed by `body.rs`. The id the server answers and the content's SHA-256 become an
+//! streamed by `body.rs`. `guest-upload`: the same `file` part alone, to the user's guest link
+//! (`POST /api/guest/{id}`; the request still carries the owner's cookie, which that route
+//! ignores). The id the server answers and the content's SHA-256 become an
 //! `UploadRecord`.
 
 use std::sync::Arc;
@@ -12,15 +14,17 @@ use goose::goose::{
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
+use super::login::GuestLink;
 use super::{Finished, finish};
 use crate::body::{self, Progress};
 use crate::config::Scenario;
-use crate::http::{Failure, read_small, status_failure};
+use crate::http::{Failure, read_id, status_failure};
 use crate::recorder::Kind;
 use crate::run_state::RunState;
 use crate::summary::UploadRecord;
 
 const UPLOAD_PATH: &str = "/api/entry";
+const GUEST_UPLOAD_PATH: &str = "/api/guest";
 
 pub(super) async fn transaction(
     state: &RunState,
@@ -47,24 +51,38 @@ pub(super) async fn upload(
         .file_name(plan.filename.clone())
         .mime_str(plan.content_type)
         .map_err(|e| Box::new(TransactionError::Reqwest(e)))?;
-    let form = Form::new().part("file", part).text(
-        "note",
-        format!("loadgen {scenario}: user {user_index}, iteration {iteration}"),
-    );
-    let path = match state.config.expire_after {
-        Some(after) => format!(
+    let form = Form::new().part("file", part);
+    // A guest upload has only its `file` part (the server refuses a note).
+    let guest_link = user.get_session_data::<GuestLink>().map(|l| l.0.clone());
+    let form = match guest_link {
+        Some(_) => form,
+        None => form.text(
+            "note",
+            format!("loadgen {scenario}: user {user_index}, iteration {iteration}"),
+        ),
+    };
+    let path = match (&guest_link, state.config.expire_after) {
+        (Some(link), _) => format!("{GUEST_UPLOAD_PATH}/{link}"),
+        (None, Some(after)) => format!(
             "{UPLOAD_PATH}?expiration={}",
             humantime::format_rfc3339_seconds(std::time::SystemTime::now() + after)
         ),
-        None => UPLOAD_PATH.to_owned(),
+        (None, None) => UPLOAD_PATH.to_owned(),
+    };
+    let name = if guest_link.is_some() {
+        "/api/guest/{id}"
+    } else {
+        UPLOAD_PATH
     };
     let builder = user
         .get_request_builder(&GooseMethod::Post, &path)?
+        // Guest uploads answer the bare URL unless asked for JSON.
+        .header(reqwest::header::ACCEPT, "application/json")
         .multipart(form)
         .timeout(state.config.timeout);
     let request = GooseRequest::builder()
         .set_request_builder(builder)
-        .name("/api/entry")
+        .name(name)
         .build();
 
     let started = Instant::now();
@@ -74,7 +92,7 @@ pub(super) async fn upload(
     } = user.request(request).await?;
     let answer = match response {
         Ok(mut response) if response.status() == StatusCode::OK => {
-            read_id(&mut response, state).await
+            read_id(&mut response, &state.cancel, "upload").await
         }
         Ok(response) => Err(status_failure(response, &state.cancel).await),
         Err(e) => Err(match progress.error() {
@@ -143,13 +161,4 @@ pub(super) async fn upload(
             Ok(None)
         }
     }
-}
-
-/// The id in the server's `{"id": "..."}` answer.
-async fn read_id(response: &mut reqwest::Response, state: &RunState) -> Result<String, Failure> {
-    let body = read_small(response, &state.cancel).await?;
-    serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
-        .ok_or_else(|| Failure::Protocol("upload answer without an \"id\"".into()))
 }
