@@ -348,7 +348,8 @@ mod tests {
 
     #[test]
     fn no_slope_without_uploads() {
-        let samples: Vec<Sample> = (0..3).map(|i| sample(i * 100, 5, 0.0, 0)).collect();
+        // Two minutes: the shortest window a drift is fitted over.
+        let samples: Vec<Sample> = (0..3).map(|i| sample(i * 60_000, 5, 0.0, 0)).collect();
         let v = values(&samples);
         assert!(!v.contains_key(&Metric::AnonMibPerGib));
         assert!(v.contains_key(&Metric::AnonMibPerHour));
