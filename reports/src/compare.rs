@@ -5,11 +5,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::Analysis;
 use crate::error::ReportError;
-use crate::html::{self, esc};
+use crate::html::{self, VerdictView};
 use crate::plot::{self, Axes};
 use crate::summary;
 use crate::timeline::Layer;
@@ -111,7 +112,7 @@ pub fn write(a: &Analysis, b: &Analysis, out: &Path) -> Result<Comparison, Repor
     std::fs::write(&md_path, &md).map_err(ReportError::io("writing", &md_path))?;
     summary::append_step_summary(&md)?;
     let html_path = out.join(COMPARE_HTML);
-    std::fs::write(&html_path, page(&comparison, &svg))
+    std::fs::write(&html_path, page(&comparison, &svg)?)
         .map_err(ReportError::io("writing", &html_path))?;
     Ok(comparison)
 }
@@ -148,29 +149,52 @@ fn markdown(c: &Comparison) -> String {
     md
 }
 
-fn page(c: &Comparison, svg: &str) -> String {
-    let mut b = format!(
-        "<h1>Memory comparison: {} vs {}</h1>\n",
-        esc(&c.a.name),
-        esc(&c.b.name)
-    );
-    for (tag, r) in [("A", &c.a), ("B", &c.b)] {
-        let _ = writeln!(b, "<h2>{tag}: {}</h2>", esc(&r.name));
-        b.push_str(&html::verdict_block(r.verdict, &r.headline, &[]));
+#[derive(Template)]
+#[template(path = "compare.html")]
+struct ComparePage<'a> {
+    title: String,
+    a_name: &'a str,
+    b_name: &'a str,
+    /// Tag (A, B), name and verdict of each run.
+    runs: [(&'static str, &'a str, VerdictView); 2],
+    /// Both figures from our own plot code (`plot::svg`), inserted unescaped.
+    svg: &'a str,
+    rows: Vec<PeakRow<'a>>,
+}
+
+struct PeakRow<'a> {
+    layer: &'a str,
+    a_mib: String,
+    b_mib: String,
+    diff_mib: String,
+    diff_share: String,
+}
+
+fn page(c: &Comparison, svg: &str) -> Result<String, ReportError> {
+    fn run<'r>(tag: &'static str, r: &'r RunRef) -> (&'static str, &'r str, VerdictView) {
+        let verdict = VerdictView::new(r.verdict, &r.headline, &[]);
+        (tag, &r.name, verdict)
     }
-    b.push_str("<h2>Side by side (same axes)</h2>\n<div class=\"plot\">\n");
-    b.push_str(svg);
-    b.push_str("</div>\n<h2>Peaks</h2>\n<table>\n<tr><th>layer</th><th>A peak (MiB)</th><th>B peak (MiB)</th><th>B − A (MiB)</th><th>B − A</th></tr>\n");
-    for d in &c.peaks {
-        let (diff, share) = diff_cell(d);
-        let _ = writeln!(
-            b,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{diff}</td><td>{share}</td></tr>",
-            esc(&d.layer),
-            cell(d.a_bytes),
-            cell(d.b_bytes)
-        );
-    }
-    b.push_str("</table>\n");
-    html::page(&format!("{} vs {}", c.a.name, c.b.name), &b)
+    let page = ComparePage {
+        title: format!("{} vs {}", c.a.name, c.b.name),
+        a_name: &c.a.name,
+        b_name: &c.b.name,
+        runs: [run("A", &c.a), run("B", &c.b)],
+        svg,
+        rows: c
+            .peaks
+            .iter()
+            .map(|d| {
+                let (diff_mib, diff_share) = diff_cell(d);
+                PeakRow {
+                    layer: &d.layer,
+                    a_mib: cell(d.a_bytes),
+                    b_mib: cell(d.b_bytes),
+                    diff_mib,
+                    diff_share,
+                }
+            })
+            .collect(),
+    };
+    html::render(&page, "compare.html")
 }

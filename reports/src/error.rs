@@ -23,6 +23,11 @@ pub enum ReportError {
     NoSamples { path: PathBuf },
     #[error("drawing {what}: {detail}")]
     Plot { what: String, detail: String },
+    #[error("rendering {what}: {cause}")]
+    Render {
+        what: &'static str,
+        cause: askama::Error,
+    },
 }
 
 impl ReportError {

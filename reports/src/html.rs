@@ -2,12 +2,16 @@
 //! no network), verdict first, because the question it answers is "is this
 //! a crash coming or a false alarm?". Then the plots, the tables of peaks
 //! and slopes, the run's facts and links to goose's own reports.
+//!
+//! The markup is in askama templates (`reports/templates/`), which escape
+//! every value; this module builds their view models: already-formatted
+//! strings and numbers.
 
-use std::fmt::Write as _;
-
+use askama::Template;
 use serde_json::Value;
 
 use crate::analysis::Analysis;
+use crate::error::ReportError;
 use crate::summary::{self, Summary};
 use crate::suspects::{self, Finding};
 use crate::timeline::Layer;
@@ -15,22 +19,6 @@ use crate::verdict::{self, Verdict};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
-
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 pub fn verdict_color(v: Verdict) -> &'static str {
     match v {
@@ -41,171 +29,203 @@ pub fn verdict_color(v: Verdict) -> &'static str {
     }
 }
 
-const STYLE: &str = "
-body { font-family: 'DejaVu Sans', 'Liberation Sans', Arial, sans-serif; color: #222; background: #fff;
-       margin: 24px auto; max-width: 1440px; padding: 0 16px; line-height: 1.45; }
-h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-.verdict { border-left: 8px solid; padding: 10px 18px; background: #f7f7f7; margin: 12px 0 20px; }
-.badge { display: inline-block; color: #fff; font-weight: bold; padding: 2px 12px; border-radius: 4px;
-         text-transform: uppercase; letter-spacing: 0.05em; margin-right: 10px; }
-.headline { font-size: 1.15em; font-weight: bold; }
-table { border-collapse: collapse; margin: 8px 0; font-size: 0.92em; }
-th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; vertical-align: top; }
-th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
-td.text { text-align: left; }
-.leak { background: #ffebee; font-weight: bold; }
-.plot svg { width: 100%; height: auto; border: 1px solid #eee; }
-pre { background: #f7f7f7; padding: 10px; overflow-x: auto; font-size: 0.88em; }
-.muted { color: #666; font-size: 0.9em; }
-";
-
-/// A complete page around `body`.
-pub fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n",
-        esc(title)
-    )
+/// The verdict box: badge, headline and reasons (`macros.html`).
+pub(crate) struct VerdictView {
+    pub word: &'static str,
+    pub color: &'static str,
+    pub headline: String,
+    pub reasons: Vec<String>,
 }
 
-pub fn verdict_block(v: Verdict, headline: &str, reasons: &[String]) -> String {
-    let mut out = format!(
-        "<div class=\"verdict\" style=\"border-color: {c}\">\n<p><span class=\"badge\" style=\"background: {c}\">{v}</span>\
-         <span class=\"headline\">{h}</span></p>\n<ul>\n",
-        c = verdict_color(v),
-        h = esc(headline),
-    );
-    for r in reasons {
-        let _ = writeln!(out, "<li>{}</li>", esc(r));
+impl VerdictView {
+    pub(crate) fn new(v: Verdict, headline: &str, reasons: &[String]) -> VerdictView {
+        VerdictView {
+            word: v.as_str(),
+            color: verdict_color(v),
+            headline: headline.to_owned(),
+            reasons: reasons.to_vec(),
+        }
     }
-    out.push_str("</ul>\n</div>\n");
-    out
+}
+
+/// Renders a page template; a failure names the page.
+pub(crate) fn render(page: &impl Template, what: &'static str) -> Result<String, ReportError> {
+    page.render()
+        .map_err(|cause| ReportError::Render { what, cause })
+}
+
+#[derive(Template)]
+#[template(path = "report.html")]
+struct ReportPage<'a> {
+    title: String,
+    name: &'a str,
+    verdict: VerdictView,
+    mode: &'a str,
+    limit: String,
+    duration_s: String,
+    samples: usize,
+    uploaded_gib: String,
+    timing_note: Option<String>,
+    health: Option<String>,
+    /// The figure from our own plot code (`plot::svg`), inserted unescaped.
+    svg: &'a str,
+    plot_png: &'a str,
+    plot_svg: &'a str,
+    layers: Vec<LayerRow>,
+    suspects: SuspectsView,
+    /// `None` without `outcome.json`.
+    phases: Option<Vec<PhaseRow>>,
+    /// `meta.json` flattened to `a.b.c = value` rows; `None` without it.
+    meta: Option<Vec<(String, String)>>,
+    scenario_text: Option<&'a str>,
+    loadgen_files: Vec<String>,
+    rules: Rules,
+}
+
+struct LayerRow {
+    label: &'static str,
+    peak_mib: String,
+    at_s: String,
+    share: String,
+    r_levels: String,
+    r_changes: String,
+    lag_ms: String,
+}
+
+struct SuspectsView {
+    uploaded_gib: String,
+    grows_mib_per_gib: String,
+    linear_r2: String,
+    /// Why there is no table, when `rows` is empty.
+    none_text: String,
+    rows: Vec<SuspectRow>,
+}
+
+struct SuspectRow {
+    leak: bool,
+    label: String,
+    slope: String,
+    r2: String,
+    growth_mib: String,
+    kept_mib: String,
+    finding: &'static str,
+}
+
+struct PhaseRow {
+    name: String,
+    from_s: String,
+    to_s: String,
+    ok: bool,
+    requests: String,
+    failures: String,
+    mb_sent: String,
+    mb_received: String,
+    error: String,
+}
+
+/// The thresholds the verdict rules quote, in per cent.
+struct Rules {
+    near: String,
+    psi: String,
+    anon: String,
 }
 
 fn mib(bytes: f64) -> String {
     format!("{:.1}", bytes / MIB)
 }
 
-pub fn report(a: &Analysis, s: &Summary, svg: &str) -> String {
-    let mut b = String::new();
-    let _ = writeln!(b, "<h1>Memory report: {}</h1>", esc(&s.run.name));
-    b.push_str(&verdict_block(s.verdict, &s.headline, &s.reasons));
-    let _ = writeln!(
-        b,
-        "<p class=\"muted\">Machine mode <b>{}</b>, limit <b>{}</b>, {:.1} s, {} samples; \
-         {:.2} GiB uploaded. Verdict rules at the end of the page.</p>",
-        esc(&s.run.mode),
-        s.run
+pub fn report(a: &Analysis, s: &Summary, svg: &str) -> Result<String, ReportError> {
+    let page = ReportPage {
+        title: format!("{} — {}", s.run.name, s.verdict),
+        name: &s.run.name,
+        verdict: VerdictView::new(s.verdict, &s.headline, &s.reasons),
+        mode: &s.run.mode,
+        limit: s
+            .run
             .limit_bytes
             .map_or("none".into(), |l| format!("{} MiB", mib(l as f64))),
-        s.run.duration_s,
-        s.run.samples,
-        s.uploaded_bytes as f64 / GIB
-    );
-    if let Some(note) = s.run.timing_note() {
-        let _ = writeln!(
-            b,
-            "<p class=\"muted\"><b>{}</b></p>",
-            esc(&note.replace("**", ""))
-        );
-    }
-    if let Some(h) = &s.health {
-        let _ = writeln!(
-            b,
-            "<p>{}</p>",
-            esc(&crate::summary::health_text(h)
-                .replace("**", "")
-                .replace('`', ""))
-        );
-    }
-    b.push_str("<h2>Plots</h2>\n<div class=\"plot\">\n");
-    b.push_str(svg);
-    let _ = writeln!(
-        b,
-        "</div>\n<p class=\"muted\">Also as <a href=\"{0}\">{0}</a> and <a href=\"{1}\">{1}</a>.</p>",
-        s.files.plot_png, s.files.plot_svg
-    );
-    b.push_str(&layers_table(s));
-    b.push_str(&suspects_table(s));
-    b.push_str(&phases_table(a));
-    b.push_str(&facts(a));
-    b.push_str(&loadgen_links(a));
-    b.push_str(&rules());
-    page(&format!("{} — {}", s.run.name, s.verdict), &b)
+        duration_s: format!("{:.1}", s.run.duration_s),
+        samples: s.run.samples,
+        uploaded_gib: format!("{:.2}", s.uploaded_bytes as f64 / GIB),
+        timing_note: s.run.timing_note().map(|n| n.replace("**", "")),
+        health: s
+            .health
+            .as_ref()
+            .map(|h| summary::health_text(h).replace("**", "").replace('`', "")),
+        svg,
+        plot_png: &s.files.plot_png,
+        plot_svg: &s.files.plot_svg,
+        layers: layer_rows(s),
+        suspects: suspects_view(s),
+        phases: phase_rows(a),
+        meta: a.run.meta.as_ref().map(|meta| {
+            let mut rows = Vec::new();
+            flatten("", meta, &mut rows);
+            rows
+        }),
+        scenario_text: a.run.scenario_text.as_deref(),
+        loadgen_files: a
+            .run
+            .loadgen_files
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect(),
+        rules: Rules {
+            near: format!("{:.0}", verdict::NEAR_LIMIT * 100.0),
+            psi: format!("{:.0}", verdict::PSI_SOME_AVG10),
+            anon: format!("{:.0}", verdict::ANON_FAR_BELOW * 100.0),
+        },
+    };
+    render(&page, "report.html")
 }
 
-fn layers_table(s: &Summary) -> String {
-    let mut b = String::from(
-        "<h2>Layers: peaks and how they track the machine's usage</h2>\n\
-         <p class=\"muted\">Share: the layer's figure when the usage peaked, as a share of that peak. \
-         r levels: correlation of the two series; r changes: of their per-sample changes, at the lag \
-         where it is highest (positive: the layer moves first).</p>\n<table>\n\
-         <tr><th>layer</th><th>peak (MiB)</th><th>at (s)</th><th>share of usage peak</th>\
-         <th>r levels</th><th>r changes</th><th>lag (ms)</th></tr>\n",
-    );
-    for layer in Layer::PEAKS {
-        let Some(p) = s.peaks.get(layer.key()) else {
-            continue;
-        };
-        let c = s.layers.iter().find(|c| c.layer == layer.key());
-        let _ = writeln!(
-            b,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(layer.label()),
-            mib(p.bytes as f64),
-            p.at_s,
-            c.and_then(|c| c.share_of_usage_peak)
-                .map_or(String::new(), |v| format!("{:.0} %", v * 100.0)),
-            c.map_or(String::new(), |c| summary::fmt_r(c.r_levels)),
-            c.map_or(String::new(), |c| summary::fmt_r(c.r_changes)),
-            c.and_then(|c| c.lag_ms)
-                .map_or(String::new(), |l| l.to_string()),
-        );
-    }
-    b.push_str("</table>\n");
-    b
+fn layer_rows(s: &Summary) -> Vec<LayerRow> {
+    Layer::PEAKS
+        .iter()
+        .filter_map(|layer| {
+            let p = s.peaks.get(layer.key())?;
+            let c = s.layers.iter().find(|c| c.layer == layer.key());
+            Some(LayerRow {
+                label: layer.label(),
+                peak_mib: mib(p.bytes as f64),
+                at_s: format!("{:.1}", p.at_s),
+                share: c
+                    .and_then(|c| c.share_of_usage_peak)
+                    .map_or(String::new(), |v| format!("{:.0} %", v * 100.0)),
+                r_levels: c.map_or(String::new(), |c| summary::fmt_r(c.r_levels)),
+                r_changes: c.map_or(String::new(), |c| summary::fmt_r(c.r_changes)),
+                lag_ms: c
+                    .and_then(|c| c.lag_ms)
+                    .map_or(String::new(), |l| l.to_string()),
+            })
+        })
+        .collect()
 }
 
-fn suspects_table(s: &Summary) -> String {
-    let mut b = format!(
-        "<h2>Suspects: what grew with the bytes uploaded</h2>\n<p class=\"muted\">Least-squares slope \
-         of each layer against the {:.2} GiB the server received, over the samples while uploads ran. \
-         A streaming server holds a fixed amount per upload in flight; a layer growing in a straight \
-         line with the bytes uploaded (≥ {} MiB/GiB, r² ≥ {}) keeps something per byte: the classic \
-         leak signature.</p>\n",
-        s.uploaded_bytes as f64 / GIB,
-        suspects::GROWS_MIB_PER_GIB,
-        suspects::LINEAR_R2
-    );
-    if s.suspects.is_empty() {
-        let _ = writeln!(b, "<p>{}</p>", esc(&summary::no_suspects_text(s)));
-        return b;
+fn suspects_view(s: &Summary) -> SuspectsView {
+    SuspectsView {
+        uploaded_gib: format!("{:.2}", s.uploaded_bytes as f64 / GIB),
+        grows_mib_per_gib: suspects::GROWS_MIB_PER_GIB.to_string(),
+        linear_r2: suspects::LINEAR_R2.to_string(),
+        none_text: summary::no_suspects_text(s),
+        rows: s
+            .suspects
+            .iter()
+            .map(|x| SuspectRow {
+                leak: x.finding == Finding::Leak,
+                label: x.label.clone(),
+                slope: format!("{:.1}", x.slope_mib_per_gib),
+                r2: format!("{:.2}", x.r2),
+                growth_mib: mib(x.growth_bytes),
+                kept_mib: x.kept_bytes.map_or("–".into(), mib),
+                finding: match x.finding {
+                    Finding::Leak => "linear growth with bytes uploaded: the leak signature",
+                    Finding::Grows => "grows with uploads, not in a straight line",
+                    Finding::Flat => "flat",
+                },
+            })
+            .collect(),
     }
-    b.push_str(
-        "<table>\n<tr><th>layer</th><th>MiB per GiB uploaded</th><th>r²</th><th>growth (MiB)</th>\
-         <th>kept at the end (MiB)</th><th>finding</th></tr>\n",
-    );
-    for x in &s.suspects {
-        let leak = x.finding == Finding::Leak;
-        let _ = writeln!(
-            b,
-            "<tr{}><td>{}</td><td>{:.1}</td><td>{:.2}</td><td>{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
-            if leak { " class=\"leak\"" } else { "" },
-            esc(&x.label),
-            x.slope_mib_per_gib,
-            x.r2,
-            mib(x.growth_bytes),
-            x.kept_bytes.map_or("–".into(), mib),
-            match x.finding {
-                Finding::Leak => "linear growth with bytes uploaded: the leak signature",
-                Finding::Grows => "grows with uploads, not in a straight line",
-                Finding::Flat => "flat",
-            }
-        );
-    }
-    b.push_str("</table>\n");
-    b
 }
 
 /// A phase's name, marked when it ran in the background (beside the phases after it).
@@ -217,49 +237,38 @@ fn phase_name(p: &Value) -> String {
     }
 }
 
-fn phases_table(a: &Analysis) -> String {
-    let mut b = String::from("<h2>Phases</h2>\n");
+/// The phases of `outcome.json`; `None` when the rig did not write it.
+fn phase_rows(a: &Analysis) -> Option<Vec<PhaseRow>> {
     let phases = a
         .run
         .outcome
         .as_ref()
         .and_then(|o| o.get("phases"))
-        .and_then(Value::as_array);
-    let Some(phases) = phases else {
-        b.push_str("<p>No outcome.json: the rig did not finish this run.</p>\n");
-        return b;
-    };
-    b.push_str(
-        "<table>\n<tr><th>phase</th><th>from (s)</th><th>to (s)</th><th>ok</th><th>requests</th>\
-         <th>failures</th><th>MB sent by loadgen</th><th>MB received by loadgen</th><th>error</th></tr>\n",
-    );
-    for p in phases {
-        let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+        .and_then(Value::as_array)?;
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+    let rows = phases.iter().map(|p| {
         let sum = p.get("summary").filter(|s| !s.is_null());
         let cell = |k: &str, scale: f64| {
             sum.and_then(|s| n(s, k))
                 .map_or("–".into(), |v| format!("{:.0}", v / scale))
         };
-        let _ = writeln!(
-            b,
-            "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
-            esc(&phase_name(p)),
-            n(p, "started_ms").unwrap_or(0.0) / 1000.0,
-            n(p, "ended_ms").unwrap_or(0.0) / 1000.0,
-            if p.get("ok").and_then(Value::as_bool) == Some(true) {
-                "yes"
-            } else {
-                "<b>no</b>"
-            },
-            cell("requests", 1.0),
-            cell("failures", 1.0),
-            cell("bytes_sent", 1e6),
-            cell("bytes_received", 1e6),
-            esc(p.get("error").and_then(Value::as_str).unwrap_or("")),
-        );
-    }
-    b.push_str("</table>\n");
-    b
+        PhaseRow {
+            name: phase_name(p),
+            from_s: format!("{:.1}", n(p, "started_ms").unwrap_or(0.0) / 1000.0),
+            to_s: format!("{:.1}", n(p, "ended_ms").unwrap_or(0.0) / 1000.0),
+            ok: p.get("ok").and_then(Value::as_bool) == Some(true),
+            requests: cell("requests", 1.0),
+            failures: cell("failures", 1.0),
+            mb_sent: cell("bytes_sent", 1e6),
+            mb_received: cell("bytes_received", 1e6),
+            error: p
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+        }
+    });
+    Some(rows.collect())
 }
 
 /// Leaf values of a JSON object as `a.b.c = value` rows.
@@ -286,77 +295,5 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
         Value::String(s) => out.push((prefix.to_owned(), s.clone())),
         Value::Null => out.push((prefix.to_owned(), "–".into())),
         other => out.push((prefix.to_owned(), other.to_string())),
-    }
-}
-
-fn facts(a: &Analysis) -> String {
-    let mut b = String::from("<h2>What ran</h2>\n");
-    match &a.run.meta {
-        Some(meta) => {
-            let mut rows = Vec::new();
-            flatten("", meta, &mut rows);
-            b.push_str("<table>\n<tr><th>meta.json</th><th>value</th></tr>\n");
-            for (k, v) in rows {
-                let _ = writeln!(
-                    b,
-                    "<tr><td>{}</td><td class=\"text\">{}</td></tr>",
-                    esc(&k),
-                    esc(&v)
-                );
-            }
-            b.push_str("</table>\n");
-        }
-        None => b.push_str("<p>No meta.json in this run directory.</p>\n"),
-    }
-    if let Some(text) = &a.run.scenario_text {
-        let _ = writeln!(
-            b,
-            "<p>The scenario as run (scenario.toml):</p>\n<pre>{}</pre>",
-            esc(text)
-        );
-    }
-    b
-}
-
-fn loadgen_links(a: &Analysis) -> String {
-    let mut b = String::from("<h2>Load generator reports</h2>\n");
-    if a.run.loadgen_files.is_empty() {
-        b.push_str("<p>None in this run directory.</p>\n");
-        return b;
-    }
-    b.push_str("<ul>\n");
-    for f in &a.run.loadgen_files {
-        let href = f.to_string_lossy();
-        let _ = writeln!(b, "<li><a href=\"{0}\">{0}</a></li>", esc(&href));
-    }
-    b.push_str("</ul>\n");
-    b
-}
-
-fn rules() -> String {
-    format!(
-        "<h2>How the verdict is decided</h2>\n<ul class=\"muted\">\n\
-         <li><b>crash</b>: the server died on its own or the OOM kill count rose.</li>\n\
-         <li><b>pressure</b>: the working set (usage − inactive file cache) came within {near:.0} % of the limit, \
-         or PSI some avg10 reached {psi:.0} %, or the limit was hit while the working set was above {anon:.0} % of it.</li>\n\
-         <li><b>bloat</b>: usage came within {near:.0} % of the limit (or hit it) but anonymous memory stayed below \
-         {anon:.0} % of it: the rest is page cache the kernel reclaims.</li>\n\
-         <li><b>healthy</b>: none of these.</li>\n</ul>\n",
-        near = verdict::NEAR_LIMIT * 100.0,
-        psi = verdict::PSI_SOME_AVG10,
-        anon = verdict::ANON_FAR_BELOW * 100.0,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(
-            esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
     }
 }

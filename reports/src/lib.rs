@@ -15,7 +15,8 @@
 //! - [`verdict`]: crash, pressure, bloat or healthy, with reasons.
 //! - [`analysis`]: all of the above for one run.
 //! - [`plot`]: the three-panel figure, SVG and PNG.
-//! - [`html`], [`summary`]: `report.html`, `summary.md`, `summary.json`.
+//! - [`html`], [`summary`]: `report.html` (askama templates in `templates/`),
+//!   `summary.md`, `summary.json`.
 //! - [`compare`]: two runs on the same axes with the differences of their peaks.
 
 pub mod analysis;
@@ -53,7 +54,7 @@ pub fn report(run_dir: &Path) -> Result<Summary, ReportError> {
     std::fs::write(&svg_path, &svg).map_err(ReportError::io("writing", &svg_path))?;
     plot::png(&[(&fig, axes)], &run_dir.join(summary::PLOT_PNG))?;
     let html_path = run_dir.join(summary::REPORT_HTML);
-    std::fs::write(&html_path, html::report(&analysis, &summary, &svg))
+    std::fs::write(&html_path, html::report(&analysis, &summary, &svg)?)
         .map_err(ReportError::io("writing", &html_path))?;
     summary::write(&summary, run_dir)?;
     Ok(summary)

@@ -187,3 +187,46 @@ fn a_directory_without_samples_is_an_error_naming_the_file() {
     let e = reports::report(dir.path()).unwrap_err().to_string();
     assert!(e.contains("samples.jsonl"), "{e}");
 }
+
+#[test]
+fn values_from_the_run_files_are_escaped_in_report_html() {
+    let dir = tempfile::tempdir().unwrap();
+    bloat_run(dir.path());
+    let evil = "<script>alert(1)</script>";
+    // A phase name (outcome.json and events.jsonl, so also in the plot), the scenario and a meta fact.
+    let events = [
+        json!({"t_ms": 10, "event": "phase-start", "detail": {"phase": evil}}),
+        json!({"t_ms": 40000, "event": "phase-end", "detail": {"phase": evil, "ok": true}}),
+    ];
+    let events: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    std::fs::write(dir.path().join("events.jsonl"), events.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.path().join("outcome.json"),
+        json!({"passed": false, "phases": [{"name": evil, "started_ms": 10, "ended_ms": 40000,
+               "ok": false, "error": evil, "summary": null}]})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("scenario.toml"),
+        format!("name = \"{evil}\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("meta.json"),
+        json!({"scenario": evil, "description": evil}).to_string(),
+    )
+    .unwrap();
+    reports::report(dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(!html.contains("<script"), "{html}");
+    // askama's escaping in the tables, plotters' in the SVG.
+    assert!(
+        html.contains("<td>&#60;script&#62;alert(1)&#60;/script&#62;</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
+}
