@@ -128,19 +128,15 @@ impl Spawn {
             let what = what.to_owned();
             move |source| Error::Io { what, source }
         };
-        let temp = match self.db {
-            Some(_) => None,
-            None => Some(
-                tempfile::Builder::new()
+        let (db, temp) = match &self.db {
+            Some(db) => (db.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
                     .prefix("testkit-server-")
                     .tempdir()
-                    .map_err(io("the server's temp dir"))?,
-            ),
-        };
-        let db = match (&self.db, &temp) {
-            (Some(db), _) => db.clone(),
-            (None, Some(temp)) => temp.path().join("data").join("store.db"),
-            (None, None) => unreachable!("a temp dir when no db is given"),
+                    .map_err(io("the server's temp dir"))?;
+                (temp.path().join("data").join("store.db"), Some(temp))
+            }
         };
         let log_dir = self
             .log_dir
@@ -255,7 +251,7 @@ impl Server {
 
     /// Sends `signal` and waits for the exit; kills it after `deadline`.
     pub fn stop_with(&mut self, signal: Signal, deadline: Duration) -> Result<ExitStatus, Error> {
-        let pid = i32::try_from(self.child.id()).map_err(|_| Error::NoExit(deadline))?;
+        let pid = i32::try_from(self.child.id()).map_err(|_| Error::Signal(nix::Error::ESRCH))?;
         kill(Pid::from_raw(pid), signal)?;
         let start = Instant::now();
         loop {
