@@ -29,8 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use loadgen::Summary;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -70,7 +69,7 @@ async fn main() -> Result<()> {
             .unwrap_or_default()
             .trim()
     );
-    let server_bin = build_server()?;
+    let server_bin = testkit::binary::built(testkit::binary::Profile::Release)?;
     let (address, discarded) = discard_endpoint().await?;
     let discard_host = format!("http://{address}");
 
@@ -78,14 +77,14 @@ async fn main() -> Result<()> {
     for round in 1..=repeats {
         println!("\nround {round} of {repeats}");
         println!("  {PARALLEL} parallel uploads into the release share-server");
-        let server = Server::start(&server_bin, work.path(), "parallel").await?;
+        let server = Server::start(&server_bin).await?;
         let run = run_loadgen(&server.base, PARALLEL, size_mb, work.path()).await?;
         server.stop().await?;
         run.print();
         parallel.push(run);
 
         println!("  1 upload alone into a fresh share-server");
-        let server = Server::start(&server_bin, work.path(), "single").await?;
+        let server = Server::start(&server_bin).await?;
         let run = run_loadgen(&server.base, 1, size_mb, work.path()).await?;
         server.stop().await?;
         run.print();
@@ -260,90 +259,32 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// Builds the release share-server and returns its path, as cargo reports it.
-fn build_server() -> Result<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = std::process::Command::new(env!("CARGO"))
-        .current_dir(&workspace)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "share-server",
-            "--message-format=json",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("run cargo build")?;
-    ensure!(
-        output.status.success(),
-        "cargo build --release -p share-server failed"
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "share-server")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo reported no share-server executable")
-}
-
-/// A release share-server on a fresh database under `dir/name`.
+/// A release share-server on a fresh temp database, started by [`testkit`].
 struct Server {
-    child: tokio::process::Child,
+    process: testkit::Server,
     base: String,
-    db_dir: PathBuf,
 }
 
 impl Server {
-    async fn start(binary: &Path, dir: &Path, name: &str) -> Result<Self> {
-        let db_dir = dir.join(name);
-        let mut child = Command::new(binary)
-            .arg("--db")
-            .arg(db_dir.join("store.db"))
-            .args([
-                "--port",
-                "0",
-                "--listen",
-                "127.0.0.1",
-                "--debug-listen",
-                "off",
-            ])
-            .env("PS_SHARED_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawn share-server")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut line = String::new();
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            BufReader::new(stdout).read_line(&mut line),
-        )
-        .await
-        .context("share-server did not start within 30 s")??;
-        let base = line
-            .trim()
-            .strip_prefix("share-server listening on ")
-            .with_context(|| format!("unexpected first line {line:?}"))?
-            .to_owned();
+    async fn start(binary: &Path) -> Result<Self> {
+        let spawn = testkit::Spawn::new(binary)
+            .secret(Some(SECRET))
+            .debug_listener(false)
+            .rust_log("warn")
+            .inherit_stderr();
+        let process = tokio::task::block_in_place(|| spawn.start())?;
         Ok(Server {
-            child,
-            base,
-            db_dir,
+            base: process.base.clone(),
+            process,
         })
     }
 
     /// SIGTERM, wait, and remove the database (a 1.9 GB one is not kept around).
     async fn stop(mut self) -> Result<()> {
-        if let Some(pid) = self.child.id() {
-            kill(Pid::from_raw(i32::try_from(pid)?), Signal::SIGTERM)?;
-        }
-        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
-            .await
-            .context("share-server did not stop within 60 s")??;
-        std::fs::remove_dir_all(&self.db_dir)?;
+        tokio::task::block_in_place(|| {
+            self.process
+                .stop_with(Signal::SIGTERM, Duration::from_secs(60))
+        })?;
         Ok(())
     }
 }

@@ -199,18 +199,19 @@ impl Server {
             .take()
             .ok_or_else(|| no_start("no stdout".into()))?;
         let mut lines = BufReader::new(stdout).lines();
-        let mut next_address = async |prefix: &str| -> Result<String, TargetError> {
-            let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
-                .await
-                .map_err(|_| no_start(format!("no address printed within {START_TIMEOUT:?}")))?
-                .map_err(|e| no_start(format!("reading its stdout: {e}")))?
-                .ok_or_else(|| no_start("exited before printing its address".into()))?;
-            line.strip_prefix(prefix)
-                .map(|s| s.trim().to_owned())
-                .ok_or_else(|| no_start(format!("unexpected output {line:?}")))
-        };
-        let base_url = next_address("share-server listening on ").await?;
-        let debug_url = next_address("share-server debug listening on ").await?;
+        let mut next_address =
+            async |parse: fn(&str) -> Option<&str>| -> Result<String, TargetError> {
+                let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
+                    .await
+                    .map_err(|_| no_start(format!("no address printed within {START_TIMEOUT:?}")))?
+                    .map_err(|e| no_start(format!("reading its stdout: {e}")))?
+                    .ok_or_else(|| no_start("exited before printing its address".into()))?;
+                parse(&line)
+                    .map(str::to_owned)
+                    .ok_or_else(|| no_start(format!("unexpected output {line:?}")))
+            };
+        let base_url = next_address(run_format::startup::parse_listening).await?;
+        let debug_url = next_address(run_format::startup::parse_debug_listening).await?;
         wait_healthy(&base_url).await.map_err(no_start)?;
         Ok(Server {
             process: Process::Local {

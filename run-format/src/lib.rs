@@ -1,11 +1,13 @@
 //! run-format: the files of a rig run directory that more than one crate
 //! reads. The rig (`profiling`) writes them; `reports` reads them. Kept in
 //! their own crate so both can depend on the schema without depending on
-//! each other (the layout is documented in `docs/scenarios.md`).
+//! each other (the layout is documented in `docs/scenarios.md`). Also the
+//! server's startup lines ([`startup`]), which the rig and the tests read.
 
 pub mod events;
 pub mod health;
 pub mod sample;
+pub mod startup;
 
 pub use events::Event;
 pub use health::{HealthProbe, HealthSummary};

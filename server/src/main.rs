@@ -75,11 +75,15 @@ async fn main() -> anyhow::Result<()> {
     };
     // Parseable lines on stdout: tests and the rig read the ports from them.
     let addr = listener.local_addr().context("reading the bound address")?;
-    println!("share-server listening on http://{addr}");
+    println!(
+        "{}",
+        run_format::startup::listening(&format!("http://{addr}"))
+    );
     if let Some(debug) = &debug {
+        let debug = debug.local_addr().context("reading the debug address")?;
         println!(
-            "share-server debug listening on http://{}",
-            debug.local_addr().context("reading the debug address")?
+            "{}",
+            run_format::startup::debug_listening(&format!("http://{debug}"))
         );
     }
     tracing::info!(%addr, db = %cli.db.display(), chunk_size = cli.chunk_size,

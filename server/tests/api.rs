@@ -341,7 +341,7 @@ async fn expiration_defaults_and_never() {
 #[test]
 fn refuses_to_start_without_a_secret() {
     let dir = DataDir::new();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_share-server"))
+    let out = std::process::Command::new(common::binary())
         .arg("--db")
         .arg(dir.db())
         .args(["--port", "0"])
@@ -355,26 +355,17 @@ fn refuses_to_start_without_a_secret() {
 
     let secret_file = dir.dir.path().join("secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_share-server"))
-        .arg("--db")
-        .arg(dir.db())
-        .args(["--port", "0", "--listen", "127.0.0.1"])
-        .env_remove("PS_SHARED_SECRET")
+    let server = testkit::Spawn::new(common::binary())
+        .db(dir.db())
+        .secret(None)
         .env("PS_SHARED_SECRET_FILE", &secret_file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
+        .debug_listener(false)
+        .null_stderr()
+        .start()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(
-        line.starts_with("share-server listening on http://127.0.0.1:"),
-        "{line}"
+        server.base.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.base
     );
 }

@@ -1,21 +1,20 @@
 //! The debug listener from outside, in the default (jemalloc) build:
 //! `/debug/stats` (its schema, and what its figures do during an upload),
-//! `/metrics` (valid Prometheus text 0.0.4, checked by a strict parser here
+//! `/metrics` (valid Prometheus text 0.0.4, checked by testkit's strict parser
 //! and by `promtool` when installed), the allocator purge, the pprof answer of
 //! a build without profiling, and that none of it is served on the main port.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::{BTreeSet, HashSet};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{CHUNK, DataDir, SECRET, TestServer, pattern_part};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use common::{CHUNK, DataDir, TestServer, pattern_part};
+use nix::sys::signal::Signal;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -515,47 +514,16 @@ async fn debug_routes_are_not_on_the_main_port() {
     );
 }
 
-/// Kills the child if the test fails before it exits.
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_listen_off_starts_without_the_listener() {
     let dir = DataDir::new();
-    let mut child = Reap(
-        Command::new(env!("CARGO_BIN_EXE_share-server"))
-            .arg("--db")
-            .arg(dir.db())
-            .args([
-                "--port",
-                "0",
-                "--listen",
-                "127.0.0.1",
-                "--debug-listen",
-                "off",
-            ])
-            .env("PS_SHARED_SECRET", SECRET)
-            .env_remove("PS_SHARED_SECRET_FILE")
-            .env_remove("PS_DEBUG_LISTEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("share-server listening on ")
-        .unwrap_or_else(|| panic!("first line {first:?}"))
-        .to_owned();
+    let mut server = testkit::Spawn::new(common::binary())
+        .db(dir.db())
+        .debug_listener(false)
+        .null_stderr()
+        .start()
+        .unwrap();
+    let base = server.base.clone();
 
     let http = reqwest::Client::new();
     let res = http.get(format!("{base}/healthz")).send().await.unwrap();
@@ -567,17 +535,18 @@ async fn debug_listen_off_starts_without_the_listener() {
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(
-        listening_sockets(child.0.id()),
+        listening_sockets(server.pid()),
         1,
         "only the main port listens"
     );
 
-    kill(Pid::from_raw(child.0.id() as i32), Signal::SIGTERM).unwrap();
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).unwrap();
-    assert!(child.0.wait().unwrap().success(), "clean exit");
+    let status = server
+        .stop_with(Signal::SIGTERM, Duration::from_secs(60))
+        .unwrap();
+    assert!(status.success(), "clean exit");
+    let rest = server.rest_of_stdout();
     assert!(
-        !rest.contains("debug listening"),
+        !rest.iter().any(|l| l.contains("debug listening")),
         "no debug listener announced: {rest:?}"
     );
 }
@@ -639,7 +608,8 @@ async fn metrics_are_valid_prometheus_text() {
     );
     let text = res.text().await.unwrap();
 
-    let families = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n--- /metrics:\n{text}"));
+    let families = testkit::prometheus::parse_exposition(&text)
+        .unwrap_or_else(|e| panic!("{e}\n--- /metrics:\n{text}"));
     let value = |name: &str| -> f64 {
         let family = families
             .get(name)
@@ -720,302 +690,4 @@ fn promtool_check(text: &str) {
         out.status
     );
     eprintln!("promtool check metrics: valid, no lint findings");
-}
-
-// ---- A strict parser of the Prometheus text exposition format 0.0.4 ----
-
-#[derive(Debug)]
-struct Family {
-    kind: String,
-    help: Option<String>,
-    samples: Vec<Sample>,
-}
-
-type Labels = Vec<(String, String)>;
-
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: Labels,
-    value: f64,
-}
-
-fn is_metric_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !s.starts_with("__")
-}
-
-/// Go's float forms as Prometheus writes them.
-fn parse_value(s: &str) -> Option<f64> {
-    match s {
-        "+Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ if s
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-')) =>
-        {
-            s.parse().ok()
-        }
-        _ => None,
-    }
-}
-
-/// Unescapes a HELP text (`\\`, `\n`) or a label value (also `\"`).
-fn unescape(s: &str, quotes: bool) -> Result<String, String> {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('\\') => out.push('\\'),
-            Some('n') => out.push('\n'),
-            Some('"') if quotes => out.push('"'),
-            other => return Err(format!("bad escape \\{other:?} in {s:?}")),
-        }
-    }
-    Ok(out)
-}
-
-/// `{a="x",b="y"}` at the start of `s`; returns the labels and the rest.
-fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
-    let mut labels = Vec::new();
-    let mut rest = s.strip_prefix('{').ok_or("expected {")?;
-    loop {
-        if let Some(after) = rest.strip_prefix('}') {
-            return Ok((labels, after));
-        }
-        let (name, after) = rest.split_once('=').ok_or("label without =")?;
-        if !is_label_name(name) {
-            return Err(format!("bad label name {name:?}"));
-        }
-        if labels.iter().any(|(n, _)| n == name) {
-            return Err(format!("label {name} twice"));
-        }
-        let after = after.strip_prefix('"').ok_or("label value not quoted")?;
-        // The closing quote is the first one not escaped.
-        let mut end = None;
-        let mut escaped = false;
-        for (i, c) in after.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => {
-                    end = Some(i);
-                    break;
-                }
-                '\n' => return Err("newline in a label value".into()),
-                _ => {}
-            }
-        }
-        let end = end.ok_or("unterminated label value")?;
-        labels.push((name.to_owned(), unescape(&after[..end], true)?));
-        rest = &after[end + 1..];
-        if let Some(after) = rest.strip_prefix(',') {
-            rest = after;
-        } else if !rest.starts_with('}') {
-            return Err(format!("expected , or }} after label {name}"));
-        }
-    }
-}
-
-/// Parses a whole exposition strictly; the error names the line.
-fn parse_exposition(text: &str) -> Result<BTreeMap<String, Family>, String> {
-    if !text.ends_with('\n') {
-        return Err("the exposition must end with a newline".into());
-    }
-    let mut families: BTreeMap<String, Family> = BTreeMap::new();
-    // Families must be contiguous: once another starts, a finished one is closed.
-    let mut current: Option<String> = None;
-    let mut closed = HashSet::new();
-    let mut series = HashSet::new();
-    let mut enter = |name: &str, current: &mut Option<String>| -> Result<(), String> {
-        if current.as_deref() != Some(name) {
-            if closed.contains(name) {
-                return Err(format!("{name} appears in two separate groups"));
-            }
-            if let Some(prev) = current.replace(name.to_owned()) {
-                closed.insert(prev);
-            }
-        }
-        Ok(())
-    };
-    for (n, line) in text.lines().enumerate() {
-        let err = |e: String| format!("line {}: {e}: {line:?}", n + 1);
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(comment) = line.strip_prefix('#') {
-            let mut words = comment.trim_start().splitn(3, ' ');
-            let (keyword, name, rest) = (words.next(), words.next(), words.next());
-            match keyword {
-                Some("HELP") | Some("TYPE") => {}
-                _ => continue, // a plain comment
-            }
-            let name = name.ok_or_else(|| err("no metric name".into()))?;
-            if !is_metric_name(name) {
-                return Err(err(format!("bad metric name {name:?}")));
-            }
-            enter(name, &mut current).map_err(err)?;
-            if keyword == Some("HELP") {
-                let help = unescape(rest.unwrap_or(""), false).map_err(err)?;
-                let family = families.get_mut(name);
-                match family {
-                    Some(f) if f.help.is_some() => return Err(err("second HELP".into())),
-                    Some(f) => f.help = Some(help),
-                    None => {
-                        families.insert(
-                            name.to_owned(),
-                            Family {
-                                kind: String::new(),
-                                help: Some(help),
-                                samples: Vec::new(),
-                            },
-                        );
-                    }
-                }
-            } else {
-                let kind = rest.unwrap_or("");
-                if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind) {
-                    return Err(err(format!("unknown type {kind:?}")));
-                }
-                let family = families.entry(name.to_owned()).or_insert(Family {
-                    kind: String::new(),
-                    help: None,
-                    samples: Vec::new(),
-                });
-                if !family.kind.is_empty() {
-                    return Err(err("second TYPE".into()));
-                }
-                if !family.samples.is_empty() {
-                    return Err(err("TYPE after samples".into()));
-                }
-                if kind == "counter" && !name.ends_with("_total") {
-                    return Err(err("a counter's name must end in _total".into()));
-                }
-                family.kind = kind.to_owned();
-            }
-            continue;
-        }
-
-        // A sample: name{labels} value [timestamp]
-        let name_end = line
-            .find(['{', ' '])
-            .ok_or_else(|| err("no value".into()))?;
-        let name = &line[..name_end];
-        if !is_metric_name(name) {
-            return Err(err(format!("bad metric name {name:?}")));
-        }
-        let (labels, rest) = if line[name_end..].starts_with('{') {
-            parse_labels(&line[name_end..]).map_err(err)?
-        } else {
-            (Vec::new(), &line[name_end..])
-        };
-        let mut fields = rest.split(' ').filter(|f| !f.is_empty());
-        let value = fields.next().ok_or_else(|| err("no value".into()))?;
-        let value = parse_value(value).ok_or_else(|| err(format!("bad value {value:?}")))?;
-        if let Some(ts) = fields.next() {
-            ts.parse::<i64>()
-                .map_err(|_| err(format!("bad timestamp {ts:?}")))?;
-        }
-        if fields.next().is_some() {
-            return Err(err("trailing fields".into()));
-        }
-        // The family: the name itself, or a histogram/summary's suffixed series.
-        let family_name = [
-            name,
-            name.strip_suffix("_bucket").unwrap_or(name),
-            name.strip_suffix("_sum").unwrap_or(name),
-            name.strip_suffix("_count").unwrap_or(name),
-        ]
-        .into_iter()
-        .find(|f| families.get(*f).is_some_and(|fam| !fam.kind.is_empty()))
-        .ok_or_else(|| err(format!("{name} has no TYPE line before it")))?
-        .to_owned();
-        let family = families.get_mut(&family_name).unwrap();
-        let suffix_ok = match family.kind.as_str() {
-            "histogram" => name != family_name,
-            "summary" => !name.ends_with("_bucket"),
-            _ => name == family_name,
-        };
-        if !suffix_ok {
-            return Err(err(format!("{name} does not belong to a {}", family.kind)));
-        }
-        if family.kind == "counter" && (value.is_nan() || value < 0.0) {
-            return Err(err("a counter must be ≥ 0".into()));
-        }
-        enter(&family_name, &mut current).map_err(err)?;
-        let mut key: Vec<_> = labels.clone();
-        key.sort();
-        if !series.insert((name.to_owned(), key)) {
-            return Err(err("duplicate series".into()));
-        }
-        family.samples.push(Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-        });
-    }
-    for (name, family) in &families {
-        if family.kind.is_empty() {
-            return Err(format!("{name} has HELP but no TYPE"));
-        }
-        if family.samples.is_empty() {
-            return Err(format!("{name} has no samples"));
-        }
-        debug_assert!(
-            family
-                .samples
-                .iter()
-                .all(|s| s.name.starts_with(name.as_str()))
-        );
-    }
-    Ok(families)
-}
-
-#[test]
-fn the_metrics_parser_is_strict() {
-    let ok = "# HELP a_total A counter.\n# TYPE a_total counter\na_total 3\n\
-              # TYPE b gauge\nb{x=\"q\\\"uote\",y=\"2\"} -1.5e3\nb{x=\"z\"} NaN 1700000000000\n";
-    let f = parse_exposition(ok).unwrap();
-    assert_eq!(f["b"].samples[0].labels[0].1, "q\"uote");
-    assert_eq!(f["a_total"].help.as_deref(), Some("A counter."));
-    for (bad, why) in [
-        ("a 1\n", "no TYPE"),
-        ("# TYPE a gauge\na 1", "no final newline"),
-        ("# TYPE a counter\na 1\n", "counter without _total"),
-        ("# TYPE a_total counter\na_total -1\n", "negative counter"),
-        ("# TYPE 1a gauge\n1a 1\n", "bad name"),
-        ("# TYPE a gauge\na one\n", "bad value"),
-        ("# TYPE a gauge\na inf\n", "Rust's float spelling"),
-        (
-            "# TYPE a gauge\na{x=\"1\"} 1\na{x=\"1\"} 2\n",
-            "duplicate series",
-        ),
-        ("# TYPE a gauge\na{x=1} 1\n", "unquoted label"),
-        ("# TYPE a gauge\na{__x=\"1\"} 1\n", "reserved label"),
-        ("# TYPE a gauge\na{x=\"\\t\"} 1\n", "bad escape"),
-        ("# TYPE a gauge\n# TYPE b gauge\nb 1\na 1\n", "family split"),
-        ("# TYPE a gauge\n# TYPE a gauge\na 1\n", "second TYPE"),
-        ("# TYPE a gauge\na 1 2 3\n", "trailing field"),
-        ("# TYPE a gauge\n", "no samples"),
-        ("# TYPE a foo\na 1\n", "unknown type"),
-    ] {
-        assert!(parse_exposition(bad).is_err(), "accepted ({why}): {bad:?}");
-    }
 }

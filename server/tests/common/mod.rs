@@ -1,22 +1,20 @@
 //! Shared harness for the integration tests: starts the real `share-server`
-//! binary on an ephemeral port with a temp database, logs in, streams
+//! binary through [`testkit`] with a temp database, logs in, streams
 //! deterministic uploads and checks downloads against them.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use sha2::{Digest, Sha256};
 
-pub const SECRET: &str = "test-secret-correct-horse";
+pub use testkit::SECRET;
 pub const CHUNK: u64 = 327_680;
 /// Deterministic content is generated in blocks of this size (random access for ranges).
 const BLOCK: u64 = 64 * 1024;
@@ -52,9 +50,9 @@ impl DataDir {
     }
 }
 
-/// A running `share-server`.
+/// A running `share-server` (started by [`testkit`]) and a client of it.
 pub struct TestServer {
-    child: Child,
+    process: testkit::Server,
     pub base: String,
     /// The debug listener (`/debug/stats`, `/metrics`).
     pub debug_base: String,
@@ -80,53 +78,19 @@ impl TestServer {
         args: &[&str],
         envs: &[(&str, &std::ffi::OsStr)],
     ) -> Self {
-        let log = log_dir.join(format!("server-{}.log", unique()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_share-server"))
-            .arg("--db")
-            .arg(db)
-            .args([
-                "--port",
-                "0",
-                "--listen",
-                "127.0.0.1",
-                "--debug-listen",
-                "127.0.0.1:0",
-            ])
-            .args(args)
-            .env("PS_SHARED_SECRET", SECRET)
-            .env_remove("PS_SHARED_SECRET_FILE")
-            .env("RUST_LOG", "info")
-            .envs(envs.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn share-server");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut read_address = |prefix: &str| {
-            let mut line = String::new();
-            stdout.read_line(&mut line).expect("read stdout");
-            line.trim()
-                .strip_prefix(prefix)
-                .map(str::to_owned)
-                .ok_or(line)
-        };
-        let addresses = read_address("share-server listening on ")
-            .and_then(|base| Ok((base, read_address("share-server debug listening on ")?)));
-        let (base, debug_base) = match addresses {
-            Ok(pair) => pair,
-            Err(line) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start; stdout {line:?}; log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-        };
+        let mut spawn = testkit::Spawn::new(binary())
+            .db(db)
+            .log_dir(log_dir)
+            .args(args);
+        for (key, value) in envs {
+            spawn = spawn.env(key, value);
+        }
+        let process = spawn.start().unwrap_or_else(|e| panic!("{e}"));
         TestServer {
-            child,
-            base,
-            debug_base,
-            log,
+            base: process.base.clone(),
+            debug_base: process.debug_base.clone().expect("debug listener"),
+            log: process.log.clone().expect("log file"),
+            process,
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
                 .build()
@@ -136,7 +100,7 @@ impl TestServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -149,21 +113,9 @@ impl TestServer {
 
     /// Logs in and returns the session cookie's `name=value` (not kept).
     pub async fn session_cookie(&self) -> String {
-        let res = self
-            .http
-            .post(self.url("/api/auth"))
-            .json(&serde_json::json!({ "sharedSecret": SECRET }))
-            .send()
+        testkit::login(&self.http, &self.base, SECRET)
             .await
-            .expect("login request");
-        assert_eq!(res.status(), 200, "login");
-        let cookie = res
-            .headers()
-            .get("set-cookie")
-            .expect("session cookie")
-            .to_str()
-            .expect("ascii cookie");
-        cookie.split(';').next().expect("cookie pair").to_owned()
+            .unwrap_or_else(|e| panic!("login: {e}"))
     }
 
     /// A request with the session cookie (if logged in).
@@ -245,46 +197,26 @@ impl TestServer {
 
     /// Sends a signal and waits for the exit (SIGKILL after `deadline`).
     pub fn stop_with(&mut self, signal: Signal, deadline: Duration) -> ExitStatus {
-        kill(Pid::from_raw(self.child.id() as i32), signal).expect("signal");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
-            }
-            if start.elapsed() > deadline {
-                let _ = self.child.kill();
-                panic!("server did not exit within {deadline:?} after {signal}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.process
+            .stop_with(signal, deadline)
+            .unwrap_or_else(|e| panic!("after {signal}: {e}"))
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     /// A field of `/proc/<pid>/status` in KiB (VmHWM, VmRSS, ...).
     pub fn status_kib(&self, field: &str) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-            .unwrap_or_else(|| panic!("{field} not in /proc status"))
+        self.process
+            .status_kib(field)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unique() -> u64 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
+/// The `share-server` under test.
+pub fn binary() -> PathBuf {
+    testkit::share_server_binary!().expect("share-server binary")
 }
 
 /// One 64 KiB block of the deterministic pattern (splitmix64 seeded by seed and block).

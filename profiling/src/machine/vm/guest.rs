@@ -201,7 +201,7 @@ impl Guest {
         let socket = b.scratch.join("agent.sock");
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket)
-            .map_err(|e| no_start(format!("listening on {}: {e}", socket.display())))?;
+            .map_err(|e| no_start(format!("binding {}: {e}", socket.display())))?;
         let launch = qemu::Launch {
             accel: b.accel,
             memory: b.memory,

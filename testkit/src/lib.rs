@@ -1,0 +1,22 @@
+//! The harness shared by the integration tests and benches of `share-server`
+//! and `loadgen` (a dev-dependency only, never published):
+//!
+//! - [`binary`]: the `share-server` executable, found or built one way
+//!   ([`share_server_binary!`] for the caller's own profile);
+//! - [`Spawn`] / [`Server`]: start it on ephemeral loopback ports with a temp
+//!   database, read its addresses, kill it on drop;
+//! - [`login`]: a session cookie from `POST /api/auth`;
+//! - [`prometheus`]: a strict parser of the `/metrics` text.
+//!
+//! The server's startup lines are parsed by `run_format::startup`, which the
+//! rig (`profiling`) uses too.
+
+pub mod binary;
+mod error;
+mod login;
+pub mod prometheus;
+mod server;
+
+pub use error::Error;
+pub use login::{SESSION_COOKIE, login};
+pub use server::{SECRET, Server, Spawn};
