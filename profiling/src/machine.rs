@@ -63,7 +63,7 @@ pub trait Probe: Send + Sync {
         false
     }
     /// The server's latest `/debug/stats`, when [`Probe::provides_server_stats`].
-    fn server_stats(&self) -> Option<serde_json::Value> {
+    fn server_stats(&self) -> Option<run_format::ServerStats> {
         None
     }
 }

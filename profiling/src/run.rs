@@ -123,12 +123,7 @@ impl Peaks {
             max(&mut self.process_anon_bytes, p.memory.rss_anon_bytes);
             max(&mut self.process_hwm_bytes, p.memory.vm_hwm_bytes);
         }
-        if let Some(r) = s
-            .server
-            .as_ref()
-            .and_then(|v| v.pointer("/allocator/resident_bytes"))
-            .and_then(|v| v.as_u64())
-        {
+        if let Some(r) = s.server.as_ref().and_then(|v| v.allocator.resident_bytes) {
             max(&mut self.allocator_resident_bytes, r);
         }
     }

@@ -47,8 +47,7 @@ fn describe(s: &Sample, limit: Option<u64>) -> String {
     let received = s
         .server
         .as_ref()
-        .and_then(|v| v.pointer("/app/bytes_received_total"))
-        .and_then(|v| v.as_u64())
+        .and_then(|v| v.app.bytes_received_total)
         .map(|b| format!("{:.0} MB in", b as f64 / 1e6))
         .unwrap_or_else(|| "server silent".into());
     let machine = s

@@ -15,7 +15,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::machine::Probe;
-use run_format::Sample;
+use run_format::{Sample, ServerStats};
 
 /// What the sampler watches.
 pub struct Target {
@@ -107,11 +107,7 @@ impl Sampler {
             Ok(Ok(readings)) => readings,
             _ => (None, None, None, None, None),
         };
-        let server = if via_probe {
-            probed.and_then(keep_stats)
-        } else {
-            fetched
-        };
+        let server = if via_probe { probed } else { fetched };
         Sample {
             t_ms,
             phase: self.phase.get(),
@@ -124,27 +120,13 @@ impl Sampler {
     }
 }
 
-/// `/debug/stats` over HTTP.
-async fn fetch_stats(http: &reqwest::Client, debug_url: &str) -> Option<serde_json::Value> {
-    let stats: serde_json::Value = http
-        .get(format!("{debug_url}/debug/stats"))
+/// `/debug/stats` over HTTP: the parts [`ServerStats`] keeps (the rest the rig reads itself).
+async fn fetch_stats(http: &reqwest::Client, debug_url: &str) -> Option<ServerStats> {
+    http.get(format!("{debug_url}/debug/stats"))
         .send()
         .await
         .ok()?
         .json()
         .await
-        .ok()?;
-    keep_stats(stats)
-}
-
-/// The parts of `/debug/stats` the rig keeps (the rest it reads itself).
-fn keep_stats(mut stats: serde_json::Value) -> Option<serde_json::Value> {
-    let object = stats.as_object_mut()?;
-    object.retain(|k, _| {
-        matches!(
-            k.as_str(),
-            "allocator" | "sqlite" | "app" | "collect_seconds"
-        )
-    });
-    Some(stats)
+        .ok()
 }

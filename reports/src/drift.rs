@@ -47,10 +47,7 @@ pub fn anon_bytes(s: &Sample) -> Option<f64> {
 
 /// The allocator's resident bytes, from the server's `/debug/stats`.
 pub fn allocator_resident_bytes(s: &Sample) -> Option<f64> {
-    s.server
-        .as_ref()?
-        .pointer("/allocator/resident_bytes")?
-        .as_f64()
+    Some(s.server.as_ref()?.allocator.resident_bytes? as f64)
 }
 
 /// The drift of `samples` (in time order).
@@ -96,7 +93,7 @@ mod tests {
                 "working_set_bytes": 0, "oom_kills": 0, "limit_hits": 0, "pressure": null
             },
             "system": null,
-            "server": {"allocator": {"resident_bytes": alloc_mib * MIB}},
+            "server": {"allocator": {"resident_bytes": (alloc_mib * MIB) as u64}},
             "files": null
         }))
         .expect("a valid sample")

@@ -5,7 +5,6 @@
 //! synthetic series without a run directory.
 
 use run_format::Sample;
-use serde_json::Value;
 
 /// A named series of the run. `key` is the stable name used in
 /// `summary.json`; `label` is for people.
@@ -157,9 +156,8 @@ impl Layer {
     fn read(self, s: &Sample) -> Option<f64> {
         let m = s.machine.as_ref();
         let p = s.process.as_ref().map(|p| &p.memory);
-        let server = |pointer: &str| -> Option<f64> {
-            s.server.as_ref()?.pointer(pointer).and_then(Value::as_f64)
-        };
+        let server = s.server.as_ref();
+        let allocator = server.map(|v| &v.allocator);
         let bytes = |v: u64| Some(v as f64);
         match self {
             Layer::MachineUsage => bytes(m?.usage_bytes),
@@ -183,19 +181,19 @@ impl Layer {
             Layer::ProcessRss => bytes(p?.vm_rss_bytes),
             Layer::ProcessAnon => bytes(p?.rss_anon_bytes),
             Layer::ProcessShmem => bytes(p?.rss_shmem_bytes),
-            Layer::AllocatorAllocated => server("/allocator/allocated_bytes"),
-            Layer::AllocatorActive => server("/allocator/active_bytes"),
-            Layer::AllocatorResident => server("/allocator/resident_bytes"),
-            Layer::AllocatorRetained => server("/allocator/retained_bytes"),
-            Layer::AllocatorFragmentation => Some(
-                (server("/allocator/resident_bytes")? - server("/allocator/allocated_bytes")?)
-                    .max(0.0),
-            ),
-            Layer::SqliteMemory => server("/sqlite/memory_used_bytes"),
+            Layer::AllocatorAllocated => bytes(allocator?.allocated_bytes?),
+            Layer::AllocatorActive => bytes(allocator?.active_bytes?),
+            Layer::AllocatorResident => bytes(allocator?.resident_bytes?),
+            Layer::AllocatorRetained => bytes(allocator?.retained_bytes?),
+            Layer::AllocatorFragmentation => {
+                let a = allocator?;
+                bytes(a.resident_bytes?.saturating_sub(a.allocated_bytes?))
+            }
+            Layer::SqliteMemory => bytes(server?.sqlite.memory_used_bytes?),
             Layer::DbFile => bytes(s.files?.db_bytes),
             Layer::WalFile => bytes(s.files?.wal_bytes),
-            Layer::BytesReceived => server("/app/bytes_received_total"),
-            Layer::BytesSent => server("/app/bytes_sent_total"),
+            Layer::BytesReceived => bytes(server?.app.bytes_received_total?),
+            Layer::BytesSent => bytes(server?.app.bytes_sent_total?),
             Layer::ReceiveRate | Layer::SendRate => None,
         }
     }

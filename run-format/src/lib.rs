@@ -7,11 +7,13 @@
 pub mod events;
 pub mod health;
 pub mod sample;
+pub mod server_stats;
 pub mod startup;
 
 pub use events::Event;
 pub use health::{HealthProbe, HealthSummary};
 pub use sample::{FileSizes, MachineMemory, ProcessSample, Sample};
+pub use server_stats::ServerStats;
 
 /// File names inside a run directory.
 pub mod files {

@@ -6,6 +6,8 @@ use memstat::process::ProcessMemory;
 use memstat::system::SystemMemory;
 use serde::{Deserialize, Serialize};
 
+use crate::ServerStats;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     /// Milliseconds since the run started (monotonic clock).
@@ -19,7 +21,7 @@ pub struct Sample {
     pub system: Option<SystemMemory>,
     /// The server's own `/debug/stats` (allocator, sqlite, app); `null` when
     /// it did not answer within the sampling interval.
-    pub server: Option<serde_json::Value>,
+    pub server: Option<ServerStats>,
     /// Database files, bytes.
     pub files: Option<FileSizes>,
 }

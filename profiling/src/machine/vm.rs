@@ -313,7 +313,7 @@ impl Probe for VmProbe {
         true
     }
 
-    fn server_stats(&self) -> Option<serde_json::Value> {
+    fn server_stats(&self) -> Option<run_format::ServerStats> {
         self.latest().ok()?.stats
     }
 }

@@ -3,7 +3,7 @@
 
 use memstat::cgroup::Pressure;
 use memstat::system::SystemMemory;
-use run_format::{FileSizes, ProcessSample};
+use run_format::{FileSizes, ProcessSample, ServerStats};
 
 /// A frame's text is a few KiB; a frame growing past this is dropped (a
 /// lost `@end`), so a broken stream cannot grow the rig's memory.
@@ -20,8 +20,8 @@ pub struct AgentSample {
     pub oom_kills: Option<u64>,
     pub pressure: Option<Pressure>,
     pub files: Option<FileSizes>,
-    /// The server's `/debug/stats`, as it answered.
-    pub stats: Option<serde_json::Value>,
+    /// The server's `/debug/stats`.
+    pub stats: Option<ServerStats>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +58,7 @@ struct Frame {
     fds: Option<u64>,
     oom_kills: Option<u64>,
     files: Option<FileSizes>,
-    stats: Option<serde_json::Value>,
+    stats: Option<ServerStats>,
     size: usize,
 }
 
@@ -217,13 +217,7 @@ mod tests {
         assert_eq!(s.oom_kills, Some(3));
         assert_eq!(s.pressure.as_ref().unwrap().full_total_us, 50);
         assert_eq!(s.files.unwrap().shm_bytes, 32768);
-        assert_eq!(
-            s.stats
-                .as_ref()
-                .unwrap()
-                .pointer("/allocator/resident_bytes"),
-            Some(&5.into())
-        );
+        assert_eq!(s.stats.as_ref().unwrap().allocator.resident_bytes, Some(5));
         assert_eq!(s.uptime_s, 12.5);
     }
 
