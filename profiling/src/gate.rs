@@ -226,7 +226,7 @@ pub fn update_baseline(
     path: &Path,
     workspace: &Path,
 ) -> Result<Baseline, GateError> {
-    let git = crate::meta::Git::of(workspace);
+    let git = crate::meta::git(workspace);
     let b = Baseline::of(&report.scenario, git.revision, &report.replicates);
     b.save(path)?;
     Ok(b)

@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::events::Events;
@@ -20,18 +19,8 @@ use run_format::files;
 /// How long a phase's loadgen may take to notice a dead server and return.
 const LOADGEN_WIND_DOWN: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PhaseOutcome {
-    pub name: String,
-    /// Ran beside the phases after it.
-    pub background: bool,
-    pub started_ms: u64,
-    pub ended_ms: u64,
-    pub ok: bool,
-    /// loadgen's error, if it failed as a whole.
-    pub error: Option<String>,
-    pub summary: Option<loadgen::Summary>,
-}
+/// A phase in `outcome.json`, with loadgen's whole summary.
+pub type PhaseOutcome = run_format::PhaseOutcome<loadgen::Summary>;
 
 /// How the phases ended.
 pub(crate) struct Ran {

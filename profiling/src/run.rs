@@ -26,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 use crate::events::Events;
 use crate::health;
 use crate::machine::{self, Machine};
-use crate::meta::{Git, Host, Meta, ServerMeta};
+use crate::meta;
 use crate::phases;
 pub use crate::phases::PhaseOutcome;
 use crate::sampler::{self, Sampler};
 use crate::scenario::{HealthSpec, Scenario};
-use crate::target::{self, Exit, Server};
+use crate::target::{self, Server};
 use run_format::events::name as event;
-use run_format::{HealthSummary, Sample, files};
+use run_format::{HealthSummary, Peaks, Sample, files};
 
 /// Samples kept in `outcome.json` from just before the end (or the death).
 const LAST_SAMPLES: usize = 5;
@@ -75,59 +75,8 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-/// How a run ended; `outcome.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub run_dir: PathBuf,
-    /// No OOM kill, the server alive until the rig stopped it, every phase ok, not interrupted,
-    /// and with `[health] max_latency`, every `/healthz` probe answered within it.
-    pub passed: bool,
-    pub oom_kills: u64,
-    pub server_exit: Option<Exit>,
-    /// When the server died on its own, ms since the run started.
-    pub died_at_ms: Option<u64>,
-    pub interrupted: bool,
-    pub phases: Vec<PhaseOutcome>,
-    pub samples: u64,
-    /// The `/healthz` probes in numbers (`healthz.jsonl` has each one).
-    pub health: Option<HealthSummary>,
-    pub peaks: Peaks,
-    /// The samples just before the end (or the death).
-    pub last_samples: Vec<Sample>,
-}
-
-/// Highest figures over the run, bytes.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Peaks {
-    pub machine_usage_bytes: u64,
-    pub machine_working_set_bytes: u64,
-    pub machine_anon_bytes: u64,
-    pub machine_file_bytes: u64,
-    pub process_rss_bytes: u64,
-    pub process_anon_bytes: u64,
-    pub process_hwm_bytes: u64,
-    pub allocator_resident_bytes: u64,
-}
-
-impl Peaks {
-    fn add(&mut self, s: &Sample) {
-        let max = |a: &mut u64, b: u64| *a = (*a).max(b);
-        if let Some(m) = &s.machine {
-            max(&mut self.machine_usage_bytes, m.usage_bytes);
-            max(&mut self.machine_working_set_bytes, m.working_set_bytes);
-            max(&mut self.machine_anon_bytes, m.anon_bytes);
-            max(&mut self.machine_file_bytes, m.file_bytes);
-        }
-        if let Some(p) = &s.process {
-            max(&mut self.process_rss_bytes, p.memory.vm_rss_bytes);
-            max(&mut self.process_anon_bytes, p.memory.rss_anon_bytes);
-            max(&mut self.process_hwm_bytes, p.memory.vm_hwm_bytes);
-        }
-        if let Some(r) = s.server.as_ref().and_then(|v| v.allocator.resident_bytes) {
-            max(&mut self.allocator_resident_bytes, r);
-        }
-    }
-}
+/// How a run ended; `outcome.json`, with loadgen's whole summary per phase.
+pub type Outcome = run_format::Outcome<loadgen::Summary>;
 
 /// Runs a scenario end to end. Errors before the server runs are returned;
 /// once it runs, everything ends in an [`Outcome`] (a crash is a result).
@@ -173,20 +122,20 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         interval: scenario.sampling.interval,
     };
     let mut machine = machine::open(&scenario.machine, &setup)?;
-    let mut meta = Meta {
-        rig_version: env!("CARGO_PKG_VERSION"),
+    let mut run_meta = run_format::Meta {
+        rig_version: env!("CARGO_PKG_VERSION").into(),
         scenario: scenario.name.clone(),
         scenario_file: options.scenario.display().to_string(),
         // The run's name and start are the same instant (the build comes after).
-        started_at: invoked,
+        started_at: Some(invoked),
         finished_at: None,
-        git: Git::of(&options.workspace),
-        server: ServerMeta::of(&binary, &scenario),
-        machine: machine.info(),
-        host: Host::current(),
+        git: meta::git(&options.workspace),
+        server: meta::server(&binary, &scenario),
+        machine: meta::machine(machine.info()),
+        host: meta::host(),
         sampling_interval_ms: scenario.sampling.interval.as_millis() as u64,
     };
-    write_json(&dir.join(files::META), &meta)?;
+    write_json(&dir.join(files::META), &run_meta)?;
 
     let outcome = drive(
         &scenario,
@@ -202,9 +151,9 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         tracing::warn!(error = %e, "tearing down the machine");
     }
     // What the machine learnt while running (a guest's kernel, MemTotal, shutdown).
-    meta.machine = machine.info();
-    meta.finished_at = Some(Utc::now());
-    write_json(&dir.join(files::META), &meta)?;
+    run_meta.machine = meta::machine(machine.info());
+    run_meta.finished_at = Some(Utc::now());
+    write_json(&dir.join(files::META), &run_meta)?;
     let outcome = outcome?;
     write_json(&dir.join(files::OUTCOME), &outcome)?;
     Ok(outcome)

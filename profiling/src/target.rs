@@ -1,12 +1,10 @@
 //! The server under test: build or locate the binary, start it inside the
 //! machine, wait until it answers, and stop it (SIGTERM, then SIGKILL).
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout};
 
@@ -86,38 +84,8 @@ pub fn target_dir(workspace: &Path) -> PathBuf {
     }
 }
 
-/// How the server ended.
-#[derive(Debug, Clone, Serialize)]
-pub struct Exit {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    /// Stopped by the rig (SIGTERM at the end), as opposed to dying on its own.
-    pub stopped_by_rig: bool,
-}
-
-impl Exit {
-    /// How a process ended, from its wait status.
-    pub fn observe(status: ExitStatus, stopped_by_rig: bool) -> Self {
-        Self::from_status(status, stopped_by_rig)
-    }
-
-    fn from_status(status: ExitStatus, stopped_by_rig: bool) -> Self {
-        Exit {
-            code: status.code(),
-            signal: status.signal(),
-            stopped_by_rig,
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match (self.code, self.signal) {
-            (_, Some(9)) => "killed by SIGKILL".into(),
-            (_, Some(s)) => format!("killed by signal {s}"),
-            (Some(c), None) => format!("exited with status {c}"),
-            (None, None) => "ended".into(),
-        }
-    }
-}
+/// How the server ended; `outcome.json` holds it, so it lives in run-format.
+pub use run_format::Exit;
 
 /// A running server.
 pub struct Server {
@@ -246,7 +214,7 @@ impl Server {
     pub fn try_exit(&mut self) -> Option<Exit> {
         match &mut self.process {
             Process::Local { child, .. } => match child.try_wait() {
-                Ok(Some(status)) => Some(Exit::from_status(status, false)),
+                Ok(Some(status)) => Some(Exit::observe(status, false)),
                 _ => None,
             },
             Process::Guest(guest) => guest.try_exit(),
@@ -260,7 +228,7 @@ impl Server {
             Process::Guest(guest) => return guest.wait().await,
         };
         match child.wait().await {
-            Ok(status) => Exit::from_status(status, false),
+            Ok(status) => Exit::observe(status, false),
             Err(_) => Exit {
                 code: None,
                 signal: None,
@@ -299,7 +267,7 @@ impl Server {
                 }
             }
         };
-        Exit::from_status(status, true)
+        Exit::observe(status, true)
     }
 }
 

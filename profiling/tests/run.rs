@@ -134,6 +134,21 @@ async fn a_small_scenario_runs_and_leaves_a_complete_run_directory() {
     );
     assert!(meta["finished_at"].is_string());
     assert_eq!(meta["machine"]["mode"], mode);
+    // What the rig wrote reads back as the reports read it.
+    let read = |f: &str| std::fs::read_to_string(run_dir.join(f)).unwrap();
+    let typed: run_format::Meta = serde_json::from_str(&read("meta.json")).unwrap();
+    assert_eq!(typed.machine.mode, mode);
+    assert_eq!(serde_json::to_value(&typed).unwrap(), meta);
+    let written: run_format::Outcome = serde_json::from_str(&read("outcome.json")).unwrap();
+    assert!(written.passed);
+    assert_eq!(written.peaks, outcome.peaks);
+    for (w, o) in written.phases.iter().zip(&outcome.phases) {
+        let (w, o) = (w.summary.unwrap(), o.summary.as_ref().unwrap());
+        assert_eq!(
+            (w.requests, w.failures, w.bytes_sent, w.bytes_received),
+            (o.requests, o.failures, o.bytes_sent, o.bytes_received)
+        );
+    }
 
     // Every sample line parses; server stats arrived while the server ran.
     let samples = std::fs::read_to_string(run_dir.join("samples.jsonl")).unwrap();
@@ -143,16 +158,22 @@ async fn a_small_scenario_runs_and_leaves_a_complete_run_directory() {
         .collect();
     assert!(parsed.iter().any(|s| s.phase == "upload"));
     assert!(parsed.iter().any(|s| s.server.is_some()));
+    // The fields the rig and the reports read are there.
+    let stats = parsed.iter().rev().find_map(|s| s.server.as_ref()).unwrap();
+    assert!(stats.allocator.resident_bytes.is_some(), "{stats:?}");
+    assert!(stats.sqlite.memory_used_bytes.is_some(), "{stats:?}");
+    assert!(stats.app.bytes_received_total.unwrap() > 0, "{stats:?}");
     assert!(
         parsed.windows(2).all(|w| w[0].t_ms <= w[1].t_ms),
         "monotonic time"
     );
     let events = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap();
+    use run_format::events::name;
     for event in [
-        "server-started",
-        "phase-start",
-        "phase-end",
-        "server-stopped",
+        name::SERVER_STARTED,
+        name::PHASE_START,
+        name::PHASE_END,
+        name::SERVER_STOPPED,
     ] {
         assert!(events.contains(event), "{event} not in events.jsonl");
     }

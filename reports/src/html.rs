@@ -8,6 +8,7 @@
 //! strings and numbers.
 
 use askama::Template;
+use run_format::{PhaseOutcome, PhaseSummary};
 use serde_json::Value;
 
 use crate::analysis::Analysis;
@@ -160,7 +161,10 @@ pub fn report(a: &Analysis, s: &Summary, svg: &str) -> Result<String, ReportErro
         phases: phase_rows(a),
         meta: a.run.meta.as_ref().map(|meta| {
             let mut rows = Vec::new();
-            flatten("", meta, &mut rows);
+            // Back to JSON: its keys, sorted, name the rows.
+            if let Ok(value) = serde_json::to_value(meta) {
+                flatten("", &value, &mut rows);
+            }
             rows
         }),
         scenario_text: a.run.scenario_text.as_deref(),
@@ -229,43 +233,33 @@ fn suspects_view(s: &Summary) -> SuspectsView {
 }
 
 /// A phase's name, marked when it ran in the background (beside the phases after it).
-fn phase_name(p: &Value) -> String {
-    let name = p.get("name").and_then(Value::as_str).unwrap_or("?");
-    match p.get("background").and_then(Value::as_bool) {
-        Some(true) => format!("{name} (background)"),
-        _ => name.to_owned(),
+fn phase_name(p: &PhaseOutcome) -> String {
+    if p.background {
+        format!("{} (background)", p.name)
+    } else {
+        p.name.clone()
     }
 }
 
 /// The phases of `outcome.json`; `None` when the rig did not write it.
 fn phase_rows(a: &Analysis) -> Option<Vec<PhaseRow>> {
-    let phases = a
-        .run
-        .outcome
-        .as_ref()
-        .and_then(|o| o.get("phases"))
-        .and_then(Value::as_array)?;
-    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+    let phases = &a.run.outcome.as_ref()?.phases;
     let rows = phases.iter().map(|p| {
-        let sum = p.get("summary").filter(|s| !s.is_null());
-        let cell = |k: &str, scale: f64| {
-            sum.and_then(|s| n(s, k))
-                .map_or("–".into(), |v| format!("{:.0}", v / scale))
+        let cell = |figure: fn(&PhaseSummary) -> u64, scale: f64| {
+            p.summary
+                .as_ref()
+                .map_or("–".into(), |s| format!("{:.0}", figure(s) as f64 / scale))
         };
         PhaseRow {
             name: phase_name(p),
-            from_s: format!("{:.1}", n(p, "started_ms").unwrap_or(0.0) / 1000.0),
-            to_s: format!("{:.1}", n(p, "ended_ms").unwrap_or(0.0) / 1000.0),
-            ok: p.get("ok").and_then(Value::as_bool) == Some(true),
-            requests: cell("requests", 1.0),
-            failures: cell("failures", 1.0),
-            mb_sent: cell("bytes_sent", 1e6),
-            mb_received: cell("bytes_received", 1e6),
-            error: p
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            from_s: format!("{:.1}", p.started_ms as f64 / 1000.0),
+            to_s: format!("{:.1}", p.ended_ms as f64 / 1000.0),
+            ok: p.ok,
+            requests: cell(|s| s.requests, 1.0),
+            failures: cell(|s| s.failures, 1.0),
+            mb_sent: cell(|s| s.bytes_sent, 1e6),
+            mb_received: cell(|s| s.bytes_received, 1e6),
+            error: p.error.clone().unwrap_or_default(),
         }
     });
     Some(rows.collect())

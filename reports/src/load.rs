@@ -1,13 +1,13 @@
-//! Reading a run directory (layout in `docs/scenarios.md`): the samples and
-//! events, and the JSON files kept as loose values. `meta.json` and
-//! `outcome.json` belong to the rig; reading them as [`serde_json::Value`]
-//! keeps the reports working on runs of older or newer rigs, and on runs whose
-//! rig died before writing `outcome.json`.
+//! Reading a run directory (layout in `docs/scenarios.md`) into the types of
+//! `run_format`. Their fields default when missing, so runs of older rigs
+//! load; `meta.json` and `outcome.json` may be absent (a rig that died before
+//! writing `outcome.json`).
 
 use std::path::{Path, PathBuf};
 
 use run_format::events::name as event;
-use run_format::{Event, Sample, files};
+use run_format::{Event, Meta, Outcome, Sample, files};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::ReportError;
@@ -18,8 +18,8 @@ pub struct Run {
     pub dir: PathBuf,
     pub samples: Vec<Sample>,
     pub events: Vec<Event>,
-    pub meta: Option<Value>,
-    pub outcome: Option<Value>,
+    pub meta: Option<Meta>,
+    pub outcome: Option<Outcome>,
     pub scenario_text: Option<String>,
     /// goose's and loadgen's report files, relative to `dir` (`loadgen/1-upload/goose-report.html`).
     pub loadgen_files: Vec<PathBuf>,
@@ -34,7 +34,7 @@ pub struct Ending {
     pub died_at_s: Option<f64>,
     /// `killed by SIGKILL`, `exited with status 1`, ...
     pub how: Option<String>,
-    pub signal: Option<i64>,
+    pub signal: Option<i32>,
     pub oom_kills: u64,
     pub interrupted: bool,
 }
@@ -85,7 +85,7 @@ fn optional_text(path: &Path) -> Result<Option<String>, ReportError> {
     }
 }
 
-fn optional_json(path: &Path) -> Result<Option<Value>, ReportError> {
+fn optional_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, ReportError> {
     optional_text(path)?
         .map(|t| {
             serde_json::from_str(&t).map_err(|cause| ReportError::Json {
@@ -130,20 +130,16 @@ impl Run {
             .unwrap_or_else(|| self.dir.display().to_string())
     }
 
-    /// A value from `meta.json` by JSON pointer (`/machine/mode`).
-    pub fn meta_at(&self, pointer: &str) -> Option<&Value> {
-        self.meta
-            .as_ref()
-            .and_then(|m| m.pointer(pointer))
-            .filter(|v| !v.is_null())
+    /// A text of `meta.json`; `None` without the file or when it is empty.
+    pub fn meta_text(&self, field: impl FnOnce(&Meta) -> &str) -> Option<String> {
+        let text = field(self.meta.as_ref()?);
+        (!text.is_empty()).then(|| text.to_owned())
     }
 
-    /// `cgroup`, `machine` or `none` (`unknown` without `meta.json`).
+    /// `cgroup`, `machine`, `none` or `vm` (`unknown` without `meta.json`).
     pub fn mode(&self) -> String {
-        self.meta_at("/machine/mode")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_owned()
+        self.meta_text(|m| &m.machine.mode)
+            .unwrap_or_else(|| "unknown".into())
     }
 
     /// The memory limit: the samples' own figure first (what the kernel
@@ -152,7 +148,7 @@ impl Run {
         self.samples
             .iter()
             .find_map(|s| s.machine.as_ref().and_then(|m| m.limit_bytes))
-            .or_else(|| self.meta_at("/machine/limit_bytes").and_then(Value::as_u64))
+            .or_else(|| self.meta.as_ref()?.machine.limit_bytes)
     }
 
     /// Phase spans from `phase-start`/`phase-end` events.
@@ -201,27 +197,16 @@ impl Run {
             interrupted: self.events.iter().any(|e| e.event == event::INTERRUPTED),
         };
         if let Some(o) = &self.outcome {
-            if let Some(at) = o.get("died_at_ms").and_then(Value::as_u64) {
+            if let Some(at) = o.died_at_ms {
                 ending.died_at_s = Some(at as f64 / 1000.0);
             }
-            if let Some(k) = o.get("oom_kills").and_then(Value::as_u64) {
-                ending.oom_kills = ending.oom_kills.max(k);
-            }
-            if let Some(i) = o.get("interrupted").and_then(Value::as_bool) {
-                ending.interrupted = i;
-            }
-            let exit = o.get("server_exit").filter(|e| !e.is_null());
-            let by_rig = exit
-                .and_then(|e| e.get("stopped_by_rig"))
-                .and_then(Value::as_bool)
-                .unwrap_or(true);
-            ending.signal = exit.and_then(|e| e.get("signal")).and_then(Value::as_i64);
-            if !by_rig && ending.died_at_s.is_some() && ending.how.is_none() {
-                ending.how = Some(match ending.signal {
-                    Some(9) => "killed by SIGKILL".into(),
-                    Some(s) => format!("killed by signal {s}"),
-                    None => "exited".into(),
-                });
+            ending.oom_kills = ending.oom_kills.max(o.oom_kills);
+            ending.interrupted |= o.interrupted;
+            if let Some(exit) = &o.server_exit {
+                ending.signal = exit.signal;
+                if !exit.stopped_by_rig && ending.died_at_s.is_some() && ending.how.is_none() {
+                    ending.how = Some(exit.describe());
+                }
             }
         }
         ending

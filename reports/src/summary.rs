@@ -9,7 +9,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::analysis::Analysis;
 use crate::correlate::LayerCorrelation;
@@ -119,7 +118,7 @@ impl Summary {
     pub fn of(a: &Analysis) -> Summary {
         let run = &a.run;
         let drift = crate::drift::drift(&run.samples);
-        let str_at = |p: &str| run.meta_at(p).and_then(Value::as_str).map(str::to_owned);
+        let meta = run.meta.as_ref();
         Summary {
             schema: SCHEMA,
             verdict: a.diagnosis.verdict,
@@ -128,24 +127,20 @@ impl Summary {
             run: RunFacts {
                 dir: run.dir.clone(),
                 name: run.name(),
-                scenario: str_at("/scenario"),
+                scenario: run.meta_text(|m| &m.scenario),
                 mode: run.mode(),
-                accel: str_at("/machine/vm/accel"),
+                accel: run.meta_text(|m| m.machine.vm.as_ref().map_or("", |v| &v.accel)),
                 limit_bytes: a.limit_bytes,
                 duration_s: a.timeline.end_s(),
                 samples: a.timeline.len(),
-                passed: run
-                    .outcome
-                    .as_ref()
-                    .and_then(|o| o.get("passed"))
-                    .and_then(Value::as_bool),
+                passed: run.outcome.as_ref().map(|o| o.passed),
                 died_at_s: a.ending.died_at_s,
                 exit: a.ending.how.clone(),
                 oom_kills: a.ending.oom_kills,
                 interrupted: a.ending.interrupted,
-                git_revision: str_at("/git/revision"),
-                git_dirty: run.meta_at("/git/dirty").and_then(Value::as_bool),
-                allocator: str_at("/server/allocator"),
+                git_revision: meta.and_then(|m| m.git.revision.clone()),
+                git_dirty: meta.and_then(|m| m.git.dirty),
+                allocator: run.meta_text(|m| &m.server.allocator),
             },
             peaks: Layer::PEAKS
                 .iter()
@@ -172,8 +167,7 @@ impl Summary {
                 let limit = run
                     .outcome
                     .as_ref()
-                    .and_then(|o| o.pointer("/health/max_latency_ms"))
-                    .and_then(Value::as_f64);
+                    .and_then(|o| o.health.as_ref()?.max_latency_ms);
                 HealthSummary::of(&run.health, limit)
             }),
         }

@@ -38,6 +38,7 @@ impl HealthProbe {
 
 /// The probes in numbers. Percentiles and the maximum are over `counted_ms`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HealthSummary {
     pub probes: u64,
     pub failures: u64,

@@ -3,15 +3,24 @@
 //! their own crate so both can depend on the schema without depending on
 //! each other (the layout is documented in `docs/scenarios.md`). Also the
 //! server's startup lines ([`startup`]), which the rig and the tests read.
+//!
+//! Every type reads files with fields missing (`#[serde(default)]`), so runs
+//! of older rigs still load.
 
 pub mod events;
+pub mod exit;
 pub mod health;
+pub mod meta;
+pub mod outcome;
 pub mod sample;
 pub mod server_stats;
 pub mod startup;
 
 pub use events::Event;
+pub use exit::Exit;
 pub use health::{HealthProbe, HealthSummary};
+pub use meta::Meta;
+pub use outcome::{Outcome, Peaks, PhaseOutcome, PhaseSummary};
 pub use sample::{FileSizes, MachineMemory, ProcessSample, Sample};
 pub use server_stats::ServerStats;
 

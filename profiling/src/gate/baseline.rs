@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::{Metric, RunMetrics};
 use super::stats::{self, Interval};
-use crate::meta::Host;
 
 pub const SCHEMA: u32 = 1;
 /// Significance level of the one-sided Mann-Whitney test.
@@ -36,7 +35,7 @@ pub struct MachineFacts {
 
 impl MachineFacts {
     pub fn current() -> MachineFacts {
-        let h = Host::current();
+        let h = crate::meta::host();
         MachineFacts {
             kernel: h.kernel,
             cgroup_version: h.cgroup_version,
