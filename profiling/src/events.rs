@@ -6,6 +6,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use run_format::events::Detail;
+
 #[derive(Clone)]
 pub(crate) struct Events {
     file: Arc<Mutex<File>>,
@@ -26,16 +28,12 @@ impl Events {
         self.started.elapsed().as_millis() as u64
     }
 
-    pub(crate) fn record(&self, event: &str, detail: serde_json::Value) {
-        self.record_at(self.now_ms(), event, detail);
+    pub(crate) fn record(&self, detail: &impl Detail) {
+        self.record_at(self.now_ms(), detail);
     }
 
-    pub(crate) fn record_at(&self, t_ms: u64, event: &str, detail: serde_json::Value) {
-        let event = run_format::Event {
-            t_ms,
-            event: event.to_owned(),
-            detail,
-        };
+    pub(crate) fn record_at(&self, t_ms: u64, detail: &impl Detail) {
+        let event = run_format::Event::of(t_ms, detail);
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Ok(line) = serde_json::to_string(&event) {
             let _ = writeln!(file, "{line}");

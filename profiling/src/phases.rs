@@ -13,7 +13,7 @@ use crate::events::Events;
 use crate::sampler;
 use crate::scenario::Phase;
 use crate::target::{Exit, Server};
-use run_format::events::name as event;
+use run_format::events::detail;
 use run_format::files;
 
 /// How long a phase's loadgen may take to notice a dead server and return.
@@ -213,10 +213,10 @@ fn start(events: &Events, spec: &Phase) -> Started {
         background: spec.background,
         started_ms: events.now_ms(),
     };
-    events.record(
-        event::PHASE_START,
-        serde_json::json!({ "phase": spec.name, "background": spec.background }),
-    );
+    events.record(&detail::PhaseStart {
+        phase: spec.name.clone(),
+        background: spec.background,
+    });
     started
 }
 
@@ -238,10 +238,11 @@ fn end(
         }
         None => (false, Some(missing.to_owned()), None),
     };
-    events.record(
-        event::PHASE_END,
-        serde_json::json!({ "phase": started.name, "ok": ok, "error": error }),
-    );
+    events.record(&detail::PhaseEnd {
+        phase: started.name.clone(),
+        ok,
+        error: error.clone(),
+    });
     let outcome = PhaseOutcome {
         name: started.name,
         background: started.background,

@@ -32,7 +32,7 @@ pub use crate::phases::PhaseOutcome;
 use crate::sampler::{self, Sampler};
 use crate::scenario::{HealthSpec, Scenario};
 use crate::target::{self, Server};
-use run_format::events::name as event;
+use run_format::events::detail;
 use run_format::{HealthSummary, Peaks, Sample, files};
 
 /// Samples kept in `outcome.json` from just before the end (or the death).
@@ -179,10 +179,7 @@ async fn drive(
         server = Server::start(machine, binary, &scenario.server.args, &db, &log, &secret) => server?,
         _ = tokio::signal::ctrl_c() => return Err(RunError::Interrupted),
     };
-    events.record(
-        event::SERVER_STARTED,
-        serde_json::json!({ "pid": server.pid }),
-    );
+    events.record(&detail::ServerStarted { pid: server.pid });
 
     let phase = sampler::Phase::default();
     phase.set("start");
@@ -231,13 +228,13 @@ async fn drive(
     } = phases::run_all(&context, &mut server, &scenario.phases, phase_configs).await;
     record_oom_kills(&events, machine);
     if let Some((exit, at)) = &died {
-        events.record(
-            event::SERVER_DIED,
-            serde_json::json!({ "at_ms": at, "exit": exit.describe() }),
-        );
+        events.record(&detail::ServerDied {
+            at_ms: Some(*at),
+            exit: exit.describe(),
+        });
     }
     if interrupted {
-        events.record(event::INTERRUPTED, serde_json::Value::Null);
+        events.record(&detail::Interrupted);
     }
 
     phase.set("end");
@@ -265,10 +262,9 @@ async fn drive(
         Some((exit, _)) => exit,
         None => stopped,
     };
-    events.record(
-        event::SERVER_STOPPED,
-        serde_json::json!({ "exit": exit.describe() }),
-    );
+    events.record(&detail::ServerStopped {
+        exit: exit.describe(),
+    });
     let oom_kills = machine.oom_kills().unwrap_or(0).saturating_sub(oom_before);
     let (peaks, last_samples) = read_back(&samples_path)?;
     let health = read_health(&dir.join(files::HEALTHZ), &scenario.health)?;
@@ -312,8 +308,11 @@ fn record_oom_kills(events: &Events, machine: &dyn Machine) {
             .as_millis() as u64;
         events.record_at(
             at,
-            event::OOM_KILL,
-            serde_json::json!({ "pid": kill.pid, "process": kill.process, "line": kill.line }),
+            &detail::OomKill {
+                pid: kill.pid,
+                process: kill.process,
+                line: kill.line,
+            },
         );
     }
 }

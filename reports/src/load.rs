@@ -5,10 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use run_format::events::name as event;
+use run_format::events::{detail, name as event};
 use run_format::{Event, Meta, Outcome, Sample, files};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::error::ReportError;
 
@@ -155,24 +154,22 @@ impl Run {
     pub fn phases(&self) -> Vec<PhaseSpan> {
         let mut spans: Vec<PhaseSpan> = Vec::new();
         for e in &self.events {
-            let name = e.detail.get("phase").and_then(Value::as_str);
             let t = e.t_ms as f64 / 1000.0;
-            match (e.event.as_str(), name) {
-                (event::PHASE_START, Some(name)) => spans.push(PhaseSpan {
-                    name: name.to_owned(),
-                    start_s: t,
-                    end_s: None,
-                }),
-                (event::PHASE_END, Some(name)) => {
-                    if let Some(span) = spans
-                        .iter_mut()
-                        .rev()
-                        .find(|s| s.name == name && s.end_s.is_none())
-                    {
-                        span.end_s = Some(t);
-                    }
+            if let Some(start) = e.detail::<detail::PhaseStart>() {
+                if !start.phase.is_empty() {
+                    spans.push(PhaseSpan {
+                        name: start.phase,
+                        start_s: t,
+                        end_s: None,
+                    });
                 }
-                _ => {}
+            } else if let Some(end) = e.detail::<detail::PhaseEnd>()
+                && let Some(span) = spans
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.name == end.phase && s.end_s.is_none())
+            {
+                span.end_s = Some(t);
             }
         }
         spans
@@ -182,16 +179,17 @@ impl Run {
     /// before writing it still left `server-died` in `events.jsonl` and the
     /// cgroup's OOM kill count in the samples.
     pub fn ending(&self) -> Ending {
-        let died_event = self.events.iter().find(|e| e.event == event::SERVER_DIED);
+        // The name alone says it died; the detail adds when and how.
+        let died = self
+            .events
+            .iter()
+            .find(|e| e.event == event::SERVER_DIED)
+            .map(|e| (e.t_ms, e.detail::<detail::ServerDied>().unwrap_or_default()));
         let mut ending = Ending {
-            died_at_s: died_event.map(|e| {
-                e.detail
-                    .get("at_ms")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(e.t_ms) as f64
-                    / 1000.0
-            }),
-            how: died_event.and_then(|e| e.detail.get("exit")?.as_str().map(str::to_owned)),
+            died_at_s: died
+                .as_ref()
+                .map(|(t_ms, d)| d.at_ms.unwrap_or(*t_ms) as f64 / 1000.0),
+            how: died.and_then(|(_, d)| (!d.exit.is_empty()).then_some(d.exit)),
             signal: None,
             oom_kills: self.sampled_oom_kills(),
             interrupted: self.events.iter().any(|e| e.event == event::INTERRUPTED),
