@@ -1,23 +1,10 @@
-//! One sample as text, one frame per write:
-//!
-//! ```text
-//! @sample UPTIME_S PID
-//! @meminfo            then /proc/meminfo
-//! @status             then /proc/PID/status (absent once the server is gone)
-//! @pss KB             Pss from /proc/PID/smaps_rollup
-//! @fds N              open file descriptors of the server
-//! @vmstat OOM_KILLS   oom_kill from /proc/vmstat
-//! @psi                then /proc/pressure/memory
-//! @files DB WAL SHM   the database files' sizes, bytes (0: absent)
-//! @stats JSON         the server's /debug/stats on one line (absent if it did not answer)
-//! @end
-//! ```
-//!
-//! Besides frames the agent writes `@hello KERNEL`, `@started PID`,
-//! `@failed REASON` and, last, `@exit CODE SIGNAL` (`-` for none).
+//! One sample as text, one frame per write: `@sample`, the sections, `@end`
+//! (the tags and their words are in `vm_wire`).
 
 use std::io::{Read, Write};
 use std::path::Path;
+
+use vm_wire::Tag;
 
 use crate::stats;
 
@@ -36,40 +23,41 @@ pub fn write(out: &mut Vec<u8>, pid: u32, data: &Path, stats: &stats::Client) {
     let uptime = read("/proc/uptime".as_ref())
         .and_then(|t| t.split_whitespace().next().map(str::to_owned))
         .unwrap_or_default();
-    let _ = writeln!(out, "@sample {uptime} {pid}");
-    section(out, "@meminfo", "/proc/meminfo".as_ref());
+    let _ = writeln!(out, "{} {uptime} {pid}", Tag::Sample);
+    section(out, Tag::Meminfo, "/proc/meminfo".as_ref());
     let proc_dir = Path::new("/proc").join(pid.to_string());
-    section(out, "@status", &proc_dir.join("status"));
+    section(out, Tag::Status, &proc_dir.join("status"));
     if let Some(pss) =
         read(&proc_dir.join("smaps_rollup")).and_then(|t| field(&t, "Pss:").map(str::to_owned))
     {
-        let _ = writeln!(out, "@pss {pss}");
+        let _ = writeln!(out, "{} {pss}", Tag::Pss);
     }
     if let Ok(fds) = std::fs::read_dir(proc_dir.join("fd")) {
-        let _ = writeln!(out, "@fds {}", fds.count());
+        let _ = writeln!(out, "{} {}", Tag::Fds, fds.count());
     }
     if let Some(kills) =
         read("/proc/vmstat".as_ref()).and_then(|t| field(&t, "oom_kill").map(str::to_owned))
     {
-        let _ = writeln!(out, "@vmstat {kills}");
+        let _ = writeln!(out, "{} {kills}", Tag::Vmstat);
     }
-    section(out, "@psi", "/proc/pressure/memory".as_ref());
+    section(out, Tag::Psi, "/proc/pressure/memory".as_ref());
     let size = |suffix: &str| {
         std::fs::metadata(data.join(format!("store.db{suffix}")))
             .map(|m| m.len())
             .unwrap_or(0)
     };
-    let _ = writeln!(out, "@files {} {} {}", size(""), size("-wal"), size("-shm"));
+    let files = vm_wire::files_words(size(""), size("-wal"), size("-shm"));
+    let _ = writeln!(out, "{} {files}", Tag::Files);
     if let Some(json) = stats.fetch() {
-        let _ = writeln!(out, "@stats {json}");
+        let _ = writeln!(out, "{} {json}", Tag::Stats);
     }
-    let _ = writeln!(out, "@end");
+    let _ = writeln!(out, "{}", Tag::End);
 }
 
-/// A header line and the file's text (left out when the file cannot be read).
-fn section(out: &mut Vec<u8>, header: &str, path: &Path) {
+/// A tag line and the file's text (left out when the file cannot be read).
+fn section(out: &mut Vec<u8>, tag: Tag, path: &Path) {
     if let Some(text) = read(path) {
-        let _ = writeln!(out, "{header}");
+        let _ = writeln!(out, "{tag}");
         out.extend_from_slice(text.as_bytes());
         if !text.ends_with('\n') {
             out.push(b'\n');
@@ -109,18 +97,29 @@ mod tests {
             &stats::Client::new(1, std::time::Duration::from_millis(10)),
         );
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("@sample "), "{text}");
-        assert!(text.ends_with("@end\n"));
-        for header in [
-            "\n@meminfo\nMemTotal:",
-            "\n@status\nName:",
-            "\n@fds ",
-            "\n@files ",
-        ] {
-            assert!(text.contains(header), "no {header:?} in {text}");
+        // Read back with the wire's parser: known tags only, from @sample to @end.
+        let mut tags = Vec::new();
+        for line in text.lines() {
+            match vm_wire::parse(line) {
+                vm_wire::Line::Tag(tag, rest) => {
+                    tags.push(tag);
+                    if tag == Tag::Files {
+                        assert!(vm_wire::parse_files(rest).is_some(), "{line}");
+                    }
+                }
+                vm_wire::Line::Unknown(word) => panic!("@{word} is no tag"),
+                vm_wire::Line::Text(_) => {}
+            }
         }
+        assert_eq!(tags.first(), Some(&Tag::Sample), "{text}");
+        assert_eq!(tags.last(), Some(&Tag::End), "{text}");
+        for tag in [Tag::Meminfo, Tag::Status, Tag::Fds, Tag::Files] {
+            assert!(tags.contains(&tag), "no {tag} in {text}");
+        }
+        assert!(text.contains(&format!("\n{}\nMemTotal:", Tag::Meminfo)));
+        assert!(text.contains(&format!("\n{}\nName:", Tag::Status)));
         // Nothing listens on port 1: no stats line, and no hang.
-        assert!(!text.contains("@stats"));
+        assert!(!tags.contains(&Tag::Stats));
     }
 
     #[test]

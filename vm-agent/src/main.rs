@@ -6,8 +6,8 @@
 //!
 //! std only, a few file reads and one loopback request a sample, no fork:
 //! under TCG every guest cycle is emulated and the agent must not compete
-//! with the server it measures. The frame format is in [`frame`], parsed by
-//! `profiling/src/machine/vm/agent.rs`.
+//! with the server it measures. The stream's format is in the `vm_wire`
+//! crate, shared with the rig's parser (`profiling/src/machine/vm/agent.rs`).
 
 mod args;
 mod frame;
@@ -18,6 +18,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
+
+use vm_wire::Tag;
 
 /// Longest command line read from the host, bytes.
 const MAX_COMMAND: u64 = 256;
@@ -54,13 +56,13 @@ fn run(args: &args::Args) -> std::io::Result<()> {
     {
         Ok(child) => child,
         Err(e) => {
-            writeln!(out, "@failed starting {:?}: {e}", args.server[0])?;
+            writeln!(out, "{} starting {:?}: {e}", Tag::Failed, args.server[0])?;
             return Err(e);
         }
     };
     let pid = server.id();
-    writeln!(out, "@hello {}", frame::kernel_release())?;
-    writeln!(out, "@started {pid}")?;
+    writeln!(out, "{} {}", Tag::Hello, frame::kernel_release())?;
+    writeln!(out, "{} {pid}", Tag::Started)?;
     spawn_command_reader(port, pid);
 
     let stats = stats::Client::new(args.debug_port, args.interval);
@@ -68,9 +70,8 @@ fn run(args: &args::Args) -> std::io::Result<()> {
     let mut buf = Vec::new();
     loop {
         if let Some(status) = server.try_wait()? {
-            let code = status.code().map_or("-".into(), |c| c.to_string());
-            let signal = status.signal().map_or("-".into(), |s| s.to_string());
-            writeln!(out, "@exit {code} {signal}")?;
+            let words = vm_wire::exit_words(status.code(), status.signal());
+            writeln!(out, "{} {words}", Tag::Exit)?;
             return Ok(());
         }
         buf.clear();
@@ -102,7 +103,7 @@ fn spawn_command_reader(port: File, pid: u32) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
-            if line.trim() == "stop" {
+            if line.trim() == vm_wire::STOP {
                 let _ = Command::new("kill")
                     .args(["-TERM", &pid.to_string()])
                     .status();

@@ -1,9 +1,11 @@
-//! The host's side of the guest agent's stream (`vm-agent/src/frame.rs`
-//! writes it): lines in, messages out. Pure, so it is tested without a guest.
+//! The host's side of the guest agent's stream (the format is in `vm_wire`;
+//! `vm-agent` writes it): lines in, messages out. Pure, so it is tested
+//! without a guest.
 
 use memstat::cgroup::Pressure;
 use memstat::system::SystemMemory;
 use run_format::{FileSizes, ProcessSample, ServerStats};
+use vm_wire::{Line, Tag};
 
 /// A frame's text is a few KiB; a frame growing past this is dropped (a
 /// lost `@end`), so a broken stream cannot grow the rig's memory.
@@ -50,7 +52,8 @@ pub struct Parser {
 #[derive(Default)]
 struct Frame {
     uptime_s: f64,
-    section: Section,
+    /// The tag whose text the next lines are (`@meminfo`, `@status`, `@psi`).
+    section: Option<Tag>,
     meminfo: String,
     status: String,
     psi: String,
@@ -62,53 +65,49 @@ struct Frame {
     size: usize,
 }
 
-#[derive(Default, Clone, Copy, PartialEq)]
-enum Section {
-    #[default]
-    None,
-    Meminfo,
-    Status,
-    Psi,
-}
-
 impl Parser {
     /// Feeds one line (without its newline); returns a message when one is complete.
     pub fn push(&mut self, line: &str) -> Option<Message> {
-        let (word, rest) = match line.strip_prefix('@') {
-            Some(tagged) => tagged.split_once(' ').unwrap_or((tagged, "")),
-            None => {
+        let (tag, rest) = match vm_wire::parse(line) {
+            Line::Tag(tag, rest) => (tag, rest),
+            Line::Unknown(_) => {
+                // A newer agent's tag: it ends the open section.
+                if let Some(frame) = self.frame.as_mut() {
+                    frame.section = None;
+                }
+                return None;
+            }
+            Line::Text(text) => {
                 let frame = self.frame.as_mut()?;
-                frame.size += line.len() + 1;
+                frame.size += text.len() + 1;
                 if frame.size > MAX_FRAME {
                     self.frame = None;
                     return None;
                 }
-                let text = match frame.section {
-                    Section::Meminfo => &mut frame.meminfo,
-                    Section::Status => &mut frame.status,
-                    Section::Psi => &mut frame.psi,
-                    Section::None => return None,
+                let text_of = match frame.section? {
+                    Tag::Meminfo => &mut frame.meminfo,
+                    Tag::Status => &mut frame.status,
+                    Tag::Psi => &mut frame.psi,
+                    _ => return None,
                 };
-                text.push_str(line);
-                text.push('\n');
+                text_of.push_str(text);
+                text_of.push('\n');
                 return None;
             }
         };
-        let number = |s: &str| s.trim().parse::<u64>().ok();
-        match word {
-            "hello" => Some(Message::Hello {
+        match tag {
+            Tag::Hello => Some(Message::Hello {
                 kernel: rest.trim().to_owned(),
             }),
-            "started" => number(rest).map(|pid| Message::Started { pid: pid as u32 }),
-            "failed" => Some(Message::Failed(rest.trim().to_owned())),
-            "exit" => {
-                let mut parts = rest.split_whitespace().map(|p| p.parse::<i32>().ok());
-                Some(Message::Exit {
-                    code: parts.next().flatten(),
-                    signal: parts.next().flatten(),
-                })
+            Tag::Started => {
+                vm_wire::parse_number(rest).map(|pid| Message::Started { pid: pid as u32 })
             }
-            "sample" => {
+            Tag::Failed => Some(Message::Failed(rest.trim().to_owned())),
+            Tag::Exit => {
+                let (code, signal) = vm_wire::parse_exit(rest);
+                Some(Message::Exit { code, signal })
+            }
+            Tag::Sample => {
                 self.frame = Some(Frame {
                     uptime_s: rest
                         .split_whitespace()
@@ -119,31 +118,25 @@ impl Parser {
                 });
                 None
             }
-            "end" => self
+            Tag::End => self
                 .frame
                 .take()
                 .map(|f| Message::Sample(Box::new(f.finish()))),
             _ => {
                 let frame = self.frame.as_mut()?;
-                frame.section = Section::None;
-                match word {
-                    "meminfo" => frame.section = Section::Meminfo,
-                    "status" => frame.section = Section::Status,
-                    "psi" => frame.section = Section::Psi,
-                    "pss" => frame.pss_kib = number(rest),
-                    "fds" => frame.fds = number(rest),
-                    "vmstat" => frame.oom_kills = number(rest),
-                    "files" => {
-                        let sizes: Vec<u64> = rest.split_whitespace().filter_map(number).collect();
-                        if let [db, wal, shm] = sizes[..] {
-                            frame.files = Some(FileSizes {
-                                db_bytes: db,
-                                wal_bytes: wal,
-                                shm_bytes: shm,
-                            });
-                        }
+                frame.section = tag.opens_section().then_some(tag);
+                match tag {
+                    Tag::Pss => frame.pss_kib = vm_wire::parse_number(rest),
+                    Tag::Fds => frame.fds = vm_wire::parse_number(rest),
+                    Tag::Vmstat => frame.oom_kills = vm_wire::parse_number(rest),
+                    Tag::Files => {
+                        frame.files = vm_wire::parse_files(rest).map(|(db, wal, shm)| FileSizes {
+                            db_bytes: db,
+                            wal_bytes: wal,
+                            shm_bytes: shm,
+                        })
                     }
-                    "stats" => frame.stats = serde_json::from_str(rest).ok(),
+                    Tag::Stats => frame.stats = serde_json::from_str(rest).ok(),
                     _ => {}
                 }
                 None
@@ -179,17 +172,27 @@ impl Frame {
 mod tests {
     use super::*;
 
-    /// This machine's own /proc, framed the way the agent frames it.
+    /// This machine's own /proc, framed the way the agent frames it (with the wire's tags).
     fn frame() -> String {
         let pid = std::process::id();
         let read = |p: &str| std::fs::read_to_string(p).unwrap();
-        format!(
-            "@sample 12.50 {pid}\n@meminfo\n{}@status\n{}@pss 2048\n@fds 7\n@vmstat 3\n@psi\n\
-             some avg10=1.50 avg60=0.00 avg300=0.00 total=100\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=50\n\
-             @files 4096 8192 32768\n@stats {{\"allocator\":{{\"resident_bytes\":5}}}}\n@end\n",
-            read("/proc/meminfo"),
-            read(&format!("/proc/{pid}/status")),
-        )
+        let psi = "some avg10=1.50 avg60=0.00 avg300=0.00 total=100\n\
+                   full avg10=0.00 avg60=0.00 avg300=0.00 total=50\n";
+        let stats = r#"{"allocator":{"resident_bytes":5}}"#;
+        [
+            format!("{} 12.50 {pid}\n", Tag::Sample),
+            format!("{}\n{}", Tag::Meminfo, read("/proc/meminfo")),
+            format!("{}\n{}", Tag::Status, read(&format!("/proc/{pid}/status"))),
+            format!("{} 2048\n{} 7\n{} 3\n", Tag::Pss, Tag::Fds, Tag::Vmstat),
+            format!("{}\n{psi}", Tag::Psi),
+            format!(
+                "{} {}\n",
+                Tag::Files,
+                vm_wire::files_words(4096, 8192, 32768)
+            ),
+            format!("{} {stats}\n{}\n", Tag::Stats, Tag::End),
+        ]
+        .concat()
     }
 
     fn parse(text: &str) -> Vec<Message> {
@@ -199,7 +202,12 @@ mod tests {
 
     #[test]
     fn a_frame_becomes_a_sample_with_every_layer() {
-        let messages = parse(&format!("@hello 6.1.0-48-amd64\n@started 112\n{}", frame()));
+        let messages = parse(&format!(
+            "{} 6.1.0-48-amd64\n{} 112\n{}",
+            Tag::Hello,
+            Tag::Started,
+            frame()
+        ));
         assert!(matches!(&messages[0], Message::Hello { kernel } if kernel == "6.1.0-48-amd64"));
         assert!(matches!(messages[1], Message::Started { pid: 112 }));
         let Message::Sample(s) = &messages[2] else {
@@ -224,8 +232,8 @@ mod tests {
     #[test]
     fn a_gone_server_leaves_its_figures_missing_not_zero() {
         let text = frame();
-        let start = text.find("@status").unwrap();
-        let end = text.find("@psi").unwrap();
+        let start = text.find(&Tag::Status.to_string()).unwrap();
+        let end = text.find(&Tag::Psi.to_string()).unwrap();
         let without = format!("{}{}", &text[..start], &text[end..]);
         let [Message::Sample(s)] = &parse(&without)[..] else {
             panic!()
@@ -236,7 +244,8 @@ mod tests {
 
     #[test]
     fn exits_and_cut_frames() {
-        let m = parse("@exit - 9\n@exit 0 -\n");
+        let exit = |code, signal| format!("{} {}\n", Tag::Exit, vm_wire::exit_words(code, signal));
+        let m = parse(&(exit(None, Some(9)) + &exit(Some(0), None)));
         assert!(matches!(
             m[0],
             Message::Exit {
@@ -259,11 +268,11 @@ mod tests {
         // Lines outside a frame are ignored; an endless frame is dropped at the bound.
         assert!(parse("MemTotal: 1 kB\n").is_empty());
         let mut p = Parser::default();
-        p.push("@sample 1 1");
-        p.push("@meminfo");
+        p.push(&format!("{} 1 1", Tag::Sample));
+        p.push(&Tag::Meminfo.to_string());
         for _ in 0..(MAX_FRAME / 10) {
             p.push("Junk:    1 kB");
         }
-        assert!(p.push("@end").is_none());
+        assert!(p.push(&Tag::End.to_string()).is_none());
     }
 }

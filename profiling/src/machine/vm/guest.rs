@@ -369,7 +369,10 @@ impl Guest {
         let exit = match end(&self.shared) {
             Some(exit) => exit,
             None => {
-                let _ = self.commands.write_all(b"stop\n").await;
+                let _ = self
+                    .commands
+                    .write_all(format!("{}\n", vm_wire::STOP).as_bytes())
+                    .await;
                 match tokio::time::timeout(STOP_TIMEOUT, self.wait()).await {
                     Ok(exit) => Exit {
                         stopped_by_rig: true,
