@@ -40,42 +40,12 @@ pub use guest::Guest;
 pub const APT_LINE: &str =
     "apt-get install -y qemu-system-x86 busybox-static cpio e2fsprogs binutils";
 
-/// Below this a Debian kernel with the server does not boot usefully.
-const MIN_MEMORY: u64 = 96 << 20;
-/// The data disk holds the database and its reserve file.
-const MIN_DISK: u64 = 64 << 20;
-
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     #[error("vm mode needs {what}; install it with: {APT_LINE}")]
     Missing { what: String },
     #[error("vm mode: {0}")]
     Setup(String),
-}
-
-/// The scenario's `[machine]` makes sense for a guest.
-pub fn check_spec(spec: &MachineSpec) -> Result<(), String> {
-    if spec.memory.0 < MIN_MEMORY {
-        return Err(format!(
-            "machine.memory {} is below {} MiB, too small to boot the guest",
-            spec.memory,
-            MIN_MEMORY >> 20
-        ));
-    }
-    if !(1..=64).contains(&spec.cpus) {
-        return Err(format!("machine.cpus {} must be 1 to 64", spec.cpus));
-    }
-    if spec.disk.0 < MIN_DISK {
-        return Err(format!(
-            "machine.disk {} is below {} MiB",
-            spec.disk,
-            MIN_DISK >> 20
-        ));
-    }
-    if spec.tmpfs.is_some() {
-        return Err("machine.tmpfs does not apply to vm mode: the guest's /tmp is already a tmpfs in its RAM".into());
-    }
-    Ok(())
 }
 
 /// What `meta.json` records about the guest (under `machine.vm`).
@@ -132,7 +102,7 @@ impl VmMachine {
         setup: &Setup<'_>,
         mut notes: Vec<String>,
     ) -> Result<VmMachine, VmError> {
-        check_spec(spec).map_err(VmError::Setup)?;
+        spec.check_vm().map_err(VmError::Setup)?;
         let (Some(workspace), Some(server)) = (setup.workspace, setup.server_binary) else {
             return Err(VmError::Setup(
                 "the workspace and the server binary are needed to build the guest".into(),
