@@ -6,9 +6,11 @@
 //! - [`scenario`]: the scenario file (machine, server, phases, sampling, budgets).
 //! - [`machine`]: where the server runs: a fresh memory cgroup (`cgroup`), the
 //!   whole machine (`machine`, for a real small VM), no limit (`none`) or a
-//!   qemu guest booted for the run (`vm`); how to start the server inside it,
-//!   where its memory figures come from and how a kill is detected.
-//! - [`target`]: the server process: build/locate, start, wait for health, stop.
+//!   qemu guest booted for the run (`vm`); each starts the server inside it
+//!   ([`machine::Machine::start_server`], one [`machine::Server`] handle to
+//!   watch and stop it), says where its memory figures come from and how a
+//!   kill is detected.
+//! - [`target`]: the server binary (build or locate) and its `/healthz` wait.
 //! - The sample schema written to `samples.jsonl` is in the `run-format` crate
 //!   (shared with the reports).
 //! - [`sampler`]: the periodic sampler that writes it.

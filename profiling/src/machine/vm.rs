@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::process::Command;
 
+use super::server::{BoxFuture, Launch, Server, StartError};
 use super::{Machine, MachineError, MachineInfo, OomKill, Probe, Setup};
 use crate::scenario::{MachineSpec, Mode};
 use guest::Shared;
@@ -132,27 +132,6 @@ impl VmMachine {
             shared: Arc::new(Shared::default()),
         })
     }
-
-    /// Boots the guest with the server inside (see [`guest::Guest::boot`]).
-    pub async fn start(
-        &self,
-        extra_args: &[String],
-        log: &Path,
-        secret: &str,
-    ) -> Result<crate::target::Server, crate::target::TargetError> {
-        let boot = guest::Boot {
-            qemu: &self.qemu,
-            accel: self.accel,
-            memory: self.memory,
-            cpus: self.cpus,
-            disk: self.disk,
-            assets: &self.assets,
-            workspace: &self.workspace,
-            scratch: &self.scratch,
-            interval: self.interval,
-        };
-        guest::Guest::boot(&boot, Arc::clone(&self.shared), extra_args, log, secret).await
-    }
 }
 
 impl Machine for VmMachine {
@@ -189,9 +168,23 @@ impl Machine for VmMachine {
         }
     }
 
-    /// The server runs inside the guest, not as a local process.
-    fn command(&self, _program: &Path) -> Option<Command> {
-        None
+    /// Boots the guest with the server inside (see [`guest::Guest::boot`]):
+    /// the binary is in its initramfs, the database on its disk.
+    fn start_server<'a>(&'a self, launch: Launch<'a>) -> BoxFuture<'a, Result<Server, StartError>> {
+        Box::pin(async move {
+            let boot = guest::Boot {
+                qemu: &self.qemu,
+                accel: self.accel,
+                memory: self.memory,
+                cpus: self.cpus,
+                disk: self.disk,
+                assets: &self.assets,
+                workspace: &self.workspace,
+                scratch: &self.scratch,
+                interval: self.interval,
+            };
+            guest::Guest::boot(&boot, Arc::clone(&self.shared), launch).await
+        })
     }
 
     fn probe(&self) -> Arc<dyn Probe> {
@@ -207,10 +200,6 @@ impl Machine for VmMachine {
 
     fn oom_kill_log(&self) -> Vec<OomKill> {
         self.shared.oom_kill_log()
-    }
-
-    fn vm(&self) -> Option<&VmMachine> {
-        Some(self)
     }
 
     /// Kills a guest left running (the run failed before stopping it).

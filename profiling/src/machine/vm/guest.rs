@@ -22,7 +22,8 @@ use super::agent::{self, AgentSample, Message};
 use super::assets::{self, Assets};
 use super::{console, qemu, seconds_since};
 use crate::machine::OomKill;
-use crate::target::{Exit, Server, TargetError, tail};
+use crate::machine::server::{BoxFuture, Launch, Server, ServerProcess, StartError, tail};
+use crate::target::{Exit, wait_healthy_until};
 use memstat::system::SystemMemory;
 
 /// From qemu's start to the server answering `/healthz`. Boot takes ~3-10 s
@@ -174,13 +175,12 @@ impl Guest {
     pub async fn boot(
         b: &Boot<'_>,
         shared: Arc<Shared>,
-        extra_args: &[String],
-        log: &Path,
-        secret: &str,
-    ) -> Result<Server, TargetError> {
+        launch: Launch<'_>,
+    ) -> Result<Server, StartError> {
+        let (extra_args, log, secret) = (launch.args, launch.log, launch.secret);
         let run_dir = log.parent().unwrap_or(Path::new("."));
         let console_log = run_dir.join(CONSOLE_LOG);
-        let no_start = |reason: String| TargetError::NoStart {
+        let no_start = |reason: String| StartError::NoStart {
             reason,
             log_tail: format!(
                 "guest console ({}):\n{}\nserver log:\n{}",
@@ -323,7 +323,7 @@ impl Guest {
         };
         let base_url = format!("http://127.0.0.1:{host_port}");
         let healthy = tokio::select! {
-            r = crate::target::wait_healthy_until(&base_url, deadline) => r,
+            r = wait_healthy_until(&base_url, deadline) => r,
             _ = guest.wait() => Err("the server ended before it answered /healthz".into()),
         };
         if let Err(reason) = healthy {
@@ -331,8 +331,8 @@ impl Guest {
         }
         let boot_seconds = seconds_since(started);
         shared.update(|s| s.boot_seconds = Some(boot_seconds));
-        Ok(Server::in_guest(
-            guest,
+        Ok(Server::new(
+            Box::new(guest),
             pid,
             base_url,
             format!("http://127.0.0.1:{debug_host_port}"),
@@ -341,7 +341,7 @@ impl Guest {
     }
 
     /// Kills the guest after a failed boot and passes the error on.
-    fn fail(self, error: TargetError) -> TargetError {
+    fn fail(self, error: StartError) -> StartError {
         self.shared.kill_qemu();
         error
     }
@@ -417,6 +417,20 @@ impl Guest {
             let _ = tokio::time::timeout(CONSOLE_DRAIN, console).await;
         }
         self.shared.update(|s| s.shutdown = Some(shutdown));
+    }
+}
+
+impl ServerProcess for Guest {
+    fn try_exit(&mut self) -> Option<Exit> {
+        Guest::try_exit(self)
+    }
+
+    fn wait(&mut self) -> BoxFuture<'_, Exit> {
+        Box::pin(Guest::wait(self))
+    }
+
+    fn stop(self: Box<Self>) -> BoxFuture<'static, Exit> {
+        Box::pin(Guest::stop(*self))
     }
 }
 
