@@ -30,7 +30,13 @@ pub fn build(spec: &ServerSpec, workspace: &Path) -> Result<PathBuf, TargetError
 /// Builds the debug share-server with its default features: what the
 /// end-to-end tests run (a test cannot name another package's binary).
 pub fn build_debug(workspace: &Path) -> Result<PathBuf, TargetError> {
-    cargo_build(&ServerSpec::default(), workspace, false)
+    build_debug_with(&ServerSpec::default(), workspace)
+}
+
+/// Builds the debug share-server with `spec`'s features (`regressions` for
+/// the test of `rig prove`'s fixtures).
+pub fn build_debug_with(spec: &ServerSpec, workspace: &Path) -> Result<PathBuf, TargetError> {
+    cargo_build(spec, workspace, false)
 }
 
 fn cargo_build(spec: &ServerSpec, workspace: &Path, release: bool) -> Result<PathBuf, TargetError> {
