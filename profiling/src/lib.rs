@@ -18,7 +18,8 @@
 //! - `phases`: the load phases, in order or in the `background`; `health`: the `/healthz`
 //!   prober (`healthz.jsonl`); `events`: `events.jsonl`.
 //! - [`run`]: `rig run`, tying it all together into a run directory.
-//! - [`gate`]: `rig gate`, the memory-regression gate over N runs.
+//! - [`gate`]: `rig gate`, the memory-regression gate over N runs, and
+//!   `rig prove` ([`gate::prove`]), the gate run over the story's bugs.
 
 mod events;
 pub mod gate;
