@@ -11,9 +11,10 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::events::Events;
+use crate::machine::Server;
 use crate::sampler;
 use crate::scenario::Phase;
-use crate::target::{Exit, Server};
+use crate::target::Exit;
 use run_format::events::name as event;
 use run_format::files;
 

@@ -2,13 +2,15 @@
 //!
 //! Exit codes: 0 the run (or gate) passed, 1 it failed (OOM kill, the server
 //! died, a phase failed, interrupted; for `gate`, a budget or a baseline
-//! regression), 2 the rig itself could not run it.
+//! regression; for `prove`, a fixture missed or a clean build flagged), 2
+//! the rig itself could not run it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use profiling::gate::prove::{self, Fixture};
 use profiling::gate::{self, GateOptions};
 use profiling::run::{RunOptions, run};
 use profiling::scenario::Scenario;
@@ -54,18 +56,37 @@ enum Command {
         #[arg(long, default_value_t = profiling::gate::DEFAULT_REPLICATES)]
         replicates: usize,
         /// Write the baseline from these replicates (only if every budget passes).
-        #[arg(long, conflicts_with = "prove")]
-        update_baseline: bool,
-        /// Run the clean build and each regression fixture through the gate and
-        /// print the detection table (builds share-server --features regressions).
         #[arg(long)]
-        prove: bool,
-        /// With --prove: gates of the clean build (false-alarm check).
-        #[arg(long, default_value_t = 1, requires = "prove")]
+        update_baseline: bool,
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+        workspace: PathBuf,
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Prove the gate: run the clean build and each regression fixture
+    /// through it and print the detection table (builds share-server
+    /// --features regressions). Passes when every fixture is flagged and no
+    /// clean build is.
+    Prove {
+        scenario: PathBuf,
+        /// Baseline JSON [default: scenarios/baselines/<name>.json beside the
+        /// scenario, when it exists].
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// Budgets only, even if a baseline exists.
+        #[arg(long)]
+        no_baseline: bool,
+        /// Runs of the scenario per gate (1 to 10).
+        #[arg(long, default_value_t = profiling::gate::DEFAULT_REPLICATES)]
+        replicates: usize,
+        /// Gates of the clean build (false-alarm check).
+        #[arg(long, default_value_t = 1)]
         clean_gates: usize,
-        /// With --prove: these fixtures only (comma-separated) [default: all five].
-        #[arg(long, value_delimiter = ',', requires = "prove")]
-        fixtures: Vec<String>,
+        /// These fixtures only (comma-separated) [default: all five].
+        #[arg(long, value_delimiter = ',', value_enum)]
+        fixtures: Vec<Fixture>,
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
@@ -145,9 +166,6 @@ async fn real_main() -> anyhow::Result<bool> {
             no_baseline,
             replicates,
             update_baseline,
-            prove,
-            clean_gates,
-            fixtures,
             runs_dir,
             workspace,
             no_progress,
@@ -156,35 +174,23 @@ async fn real_main() -> anyhow::Result<bool> {
                 .canonicalize()
                 .with_context(|| format!("workspace {}", workspace.display()))?;
             let name = Scenario::load(&scenario)?.name;
-            let default_baseline = gate::default_baseline_path(&scenario, &name);
             // --update-baseline writes where --baseline points, else the default.
-            let baseline_file = baseline.clone().unwrap_or_else(|| default_baseline.clone());
-            let baseline = match (baseline, no_baseline || update_baseline) {
-                (_, true) => None,
-                (Some(b), _) => Some(b),
-                (None, _) => default_baseline.exists().then(|| default_baseline.clone()),
-            };
+            let baseline_file = baseline
+                .clone()
+                .unwrap_or_else(|| gate::default_baseline_path(&scenario, &name));
             let options = GateOptions {
+                baseline: baseline_to_compare(
+                    &scenario,
+                    &name,
+                    baseline,
+                    no_baseline || update_baseline,
+                ),
                 scenario,
-                baseline,
                 replicates,
                 runs_dir,
                 workspace,
                 progress: !no_progress,
             };
-            if prove {
-                let fixtures = if fixtures.is_empty() {
-                    gate::FIXTURES.map(str::to_owned).to_vec()
-                } else {
-                    fixtures
-                };
-                let rows = gate::prove(&options, clean_gates, &fixtures).await?;
-                print!("{}", gate::output::prove_markdown(&rows, &options.scenario));
-                let caught = rows
-                    .iter()
-                    .all(|r| r.flagged != r.variant.starts_with("clean"));
-                return Ok(caught);
-            }
             let report = gate::gate(&options).await?;
             print!("{}", gate::output::terminal(&report));
             if update_baseline {
@@ -197,7 +203,56 @@ async fn real_main() -> anyhow::Result<bool> {
             }
             Ok(report.passed)
         }
+        Command::Prove {
+            scenario,
+            baseline,
+            no_baseline,
+            replicates,
+            clean_gates,
+            fixtures,
+            runs_dir,
+            workspace,
+            no_progress,
+        } => {
+            let workspace = workspace
+                .canonicalize()
+                .with_context(|| format!("workspace {}", workspace.display()))?;
+            let name = Scenario::load(&scenario)?.name;
+            let options = GateOptions {
+                baseline: baseline_to_compare(&scenario, &name, baseline, no_baseline),
+                scenario,
+                replicates,
+                runs_dir,
+                workspace,
+                progress: !no_progress,
+            };
+            let fixtures = if fixtures.is_empty() {
+                Fixture::ALL.to_vec()
+            } else {
+                fixtures
+            };
+            let rows = prove::prove(&options, clean_gates, &fixtures).await?;
+            print!("{}", prove::markdown(&rows, &options.scenario));
+            Ok(rows.iter().all(|r| r.right()))
+        }
     }
+}
+
+/// The baseline a gate compares with: `--baseline`, else the default one
+/// when it exists; none when `skip`.
+fn baseline_to_compare(
+    scenario: &Path,
+    name: &str,
+    baseline: Option<PathBuf>,
+    skip: bool,
+) -> Option<PathBuf> {
+    if skip {
+        return None;
+    }
+    baseline.or_else(|| {
+        let default = gate::default_baseline_path(scenario, name);
+        default.exists().then_some(default)
+    })
 }
 
 /// `rig report RUN` or `rig report A B`: exit 0 once the report is written.

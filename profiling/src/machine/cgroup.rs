@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use memstat::cgroup::{CGROUP_ROOT, Cgroup, Version};
 use tokio::process::Command;
 
+use super::local::{self, LocalMachine};
+use super::server::{BoxFuture, Launch, Server, StartError};
 use super::{Machine, MachineError, MachineInfo, Probe, is_root, read_process};
 use crate::scenario::{MachineSpec, Mode};
 use run_format::{MachineMemory, ProcessSample};
@@ -195,18 +197,8 @@ impl Machine for CgroupMachine {
         }
     }
 
-    /// `sh` joins the cgroup, then execs the program: it is inside from its
-    /// first instruction, with no unsafe `pre_exec`.
-    fn command(&self, program: &Path) -> Option<Command> {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
-            .arg(&self.cgroup.dir)
-            .arg(program);
-        if let Some(tmp) = &self.tmpfs {
-            cmd.env("TMPDIR", tmp).env("SQLITE_TMPDIR", tmp);
-        }
-        Some(cmd)
+    fn start_server<'a>(&'a self, launch: Launch<'a>) -> BoxFuture<'a, Result<Server, StartError>> {
+        Box::pin(local::start(self.command(launch.binary), launch))
     }
 
     fn probe(&self) -> Arc<dyn Probe> {
@@ -244,6 +236,22 @@ impl Machine for CgroupMachine {
         }
         self.torn_down = true;
         Ok(())
+    }
+}
+
+impl LocalMachine for CgroupMachine {
+    /// `sh` joins the cgroup, then execs the program: it is inside from its
+    /// first instruction, with no unsafe `pre_exec`.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
+            .arg(&self.cgroup.dir)
+            .arg(program);
+        if let Some(tmp) = &self.tmpfs {
+            cmd.env("TMPDIR", tmp).env("SQLITE_TMPDIR", tmp);
+        }
+        cmd
     }
 }
 
