@@ -42,16 +42,24 @@ pub fn build_debug_with(spec: &ServerSpec, workspace: &Path) -> Result<PathBuf, 
 fn cargo_build(spec: &ServerSpec, workspace: &Path, release: bool) -> Result<PathBuf, TargetError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "-p", "share-server"]);
+    cmd.current_dir(workspace).arg("build");
     if release {
         cmd.arg("--release");
     }
     if spec.no_default_features {
-        cmd.arg("--no-default-features");
-    }
-    if !spec.features.is_empty() {
-        cmd.args(["--features", &spec.features.join(",")]);
+        // Another allocator: a build of its own anyway.
+        cmd.args(["-p", "share-server", "--no-default-features"]);
+        if !spec.features.is_empty() {
+            cmd.args(["--features", &spec.features.join(",")]);
+        }
+    } else {
+        // `--bin` without `-p` resolves features over the whole workspace, as
+        // `cargo run --bin rig` does: the dependencies the rig and the server
+        // share are built once, not once per feature set.
+        cmd.args(["--bin", "share-server"]);
+        for feature in &spec.features {
+            cmd.args(["--features", &format!("share-server/{feature}")]);
+        }
     }
     let status = cmd.status().map_err(TargetError::Cargo)?;
     if !status.success() {
