@@ -17,7 +17,9 @@
 //!   prober (`healthz.jsonl`); `events`: `events.jsonl`.
 //! - [`run`]: `rig run`, tying it all together into a run directory.
 //! - [`gate`]: `rig gate`, the memory-regression gate over N runs.
+//! - [`doctor`]: `rig doctor`, what this machine gives the rig and what to run for the rest.
 
+pub mod doctor;
 mod events;
 pub mod gate;
 mod health;
