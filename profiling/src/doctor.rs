@@ -182,11 +182,9 @@ fn cgroup_v2(own: &Cgroup) -> Finding {
             "cgroup",
             State::Ok,
             format!(
-                "{mine}; delegated subtree {}: the rig moves itself into {}/{} and creates {}/sharerig/<run>",
-                base.display(),
+                "{mine}; delegated subtree {}: the rig moves itself into its {}/ and creates sharerig/<run> there",
                 base.display(),
                 v2::LEAF,
-                base.display()
             ),
         ),
         Err(Refusal::NotDelegated { .. }) => not_delegated(&mine),

@@ -99,9 +99,8 @@ fn create_v1(run_id: &str, limit: u64) -> Result<Cgroup, MachineError> {
         .join("memory")
         .join(PARENT)
         .join(run_id);
-    let hint = (!is_root()).then(|| {
-        "creating a cgroup v1 needs root; run the rig with sudo (`rig doctor` says more)".to_owned()
-    });
+    let hint =
+        (!is_root()).then(|| "creating a cgroup v1 needs root; run the rig with sudo".to_owned());
     std::fs::create_dir_all(&dir).map_err(io_err("creating cgroup", &dir, hint))?;
     let setup = || -> Result<(), MachineError> {
         write(&dir, "memory.limit_in_bytes", &limit.to_string(), None)?;

@@ -88,10 +88,7 @@ impl Refusal {
 
 impl From<Refusal> for MachineError {
     fn from(r: Refusal) -> Self {
-        MachineError::Unsupported(format!(
-            "{} (`rig doctor` says what this machine gives the rig)",
-            r.explain()
-        ))
+        MachineError::Unsupported(r.explain())
     }
 }
 
@@ -272,10 +269,7 @@ fn enable_memory(dir: &Path) -> Result<(), MachineError> {
     if has_memory(dir, "cgroup.subtree_control") {
         return Ok(());
     }
-    let hint = format!(
-        "{} holds processes or is not ours to change; `rig doctor` says where the rig may create groups",
-        dir.display()
-    );
+    let hint = format!("{} holds processes or is not ours to change", dir.display());
     write(dir, "cgroup.subtree_control", "+memory", Some(hint))
 }
 
