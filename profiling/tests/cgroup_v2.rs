@@ -203,7 +203,7 @@ impl Place {
     /// The run directory of `scenario` (the gate's replicate for `small-gate`).
     fn run_dir(&self, scenario: &str) -> PathBuf {
         let runs = self.dir.join("runs");
-        let found = walk(&runs)
+        walk(&runs)
             .into_iter()
             .find(|p| {
                 p.join("meta.json").is_file()
@@ -213,8 +213,7 @@ impl Place {
                         .strip_prefix(&format!("{scenario}-"))
                         .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
             })
-            .unwrap_or_else(|| panic!("{}: no run of {scenario} in {}", self.name, runs.display()));
-        found
+            .unwrap_or_else(|| panic!("{}: no run of {scenario} in {}", self.name, runs.display()))
     }
 }
 
