@@ -1,8 +1,9 @@
 //! `rig doctor`: what this machine gives the rig (cgroup version and where
 //! the rig may create groups, root or delegation, tmpfs, drop_caches, qemu
 //! and KVM, and the tools some tests and scripts use), and what to run to
-//! get the rest. It only looks; the one thing it starts is a `systemd-run`
-//! scope running `cat` (to see whether a user scope gets the memory controller).
+//! get the rest. It only looks; it runs `scripts/vm-assets.sh check` and,
+//! as a user on cgroup v2 without delegation, two throwaway `systemd-run
+//! --user` scopes (does one start, does it get the memory controller?).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

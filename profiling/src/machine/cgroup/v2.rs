@@ -37,7 +37,7 @@ pub const SYSTEMD_RUN: &str = "systemd-run --user --scope -p Delegate=yes --";
 /// [`SYSTEMD_RUN`]'s arguments, quiet.
 const SYSTEMD_RUN_ARGS: [&str; 5] = ["--user", "--scope", "-p", "Delegate=yes", "--quiet"];
 /// systemd's drop-in that hands the memory controller to user services
-/// (needed where `user@.service` does not delegate it, systemd before 252).
+/// (needed where `user@.service` does not delegate it).
 pub const USER_DELEGATE_FIX: &str = "sudo mkdir -p /etc/systemd/system/user@.service.d && \
 printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' | \
 sudo tee /etc/systemd/system/user@.service.d/delegate.conf && sudo systemctl daemon-reload";
