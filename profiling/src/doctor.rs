@@ -179,7 +179,7 @@ fn cgroup_v2(own: &Cgroup) -> Finding {
                 ),
             )
         }
-        Ok(Plan::Delegated { base, .. }) => finding(
+        Ok(Plan::Delegated { base }) => finding(
             "cgroup",
             State::Ok,
             format!(

@@ -48,7 +48,7 @@ pub enum Plan {
     /// As root: `<root>/sharerig/<run>`.
     Root { root: PathBuf, own: PathBuf },
     /// A delegated subtree: `<base>/sharerig/<run>`, the rig in `<base>/rig`.
-    Delegated { base: PathBuf, in_leaf: bool },
+    Delegated { base: PathBuf },
 }
 
 /// Why the rig cannot create a group here.
@@ -138,7 +138,7 @@ pub fn plan(own: &Cgroup) -> Result<Plan, Refusal> {
             own: own.dir.clone(),
         });
     }
-    let (base, in_leaf) = subtree_base(&own.dir);
+    let base = subtree_base(&own.dir);
     if !delegated(&base) {
         return Err(Refusal::NotDelegated {
             own: own.dir.clone(),
@@ -147,15 +147,15 @@ pub fn plan(own: &Cgroup) -> Result<Plan, Refusal> {
     if !has_memory(&base, "cgroup.controllers") {
         return Err(Refusal::NoMemory { base });
     }
-    Ok(Plan::Delegated { base, in_leaf })
+    Ok(Plan::Delegated { base })
 }
 
 /// The subtree the rig manages from `own`: its parent when `own` is the
 /// rig's leaf already (an earlier run of this process moved it there).
-fn subtree_base(own: &Path) -> (PathBuf, bool) {
+fn subtree_base(own: &Path) -> PathBuf {
     match own.parent() {
-        Some(parent) if own.file_name().is_some_and(|n| n == LEAF) => (parent.to_owned(), true),
-        _ => (own.to_owned(), false),
+        Some(parent) if own.file_name().is_some_and(|n| n == LEAF) => parent.to_owned(),
+        _ => own.to_owned(),
     }
 }
 
@@ -180,7 +180,7 @@ pub fn create(own: &Cgroup, run_id: &str, limit: u64) -> Result<Created, Machine
             ),
             // A cgroup namespace's root holding processes: do as a delegated subtree does.
             Err(e) if is_busy(&e) => {
-                let (base, _) = subtree_base(&own);
+                let base = subtree_base(&own);
                 (
                     enable_in_subtree(&base)?,
                     format!(
@@ -194,7 +194,7 @@ pub fn create(own: &Cgroup, run_id: &str, limit: u64) -> Result<Created, Machine
             }
             Err(e) => return Err(e),
         },
-        Plan::Delegated { base, .. } => (
+        Plan::Delegated { base } => (
             enable_in_subtree(&base)?,
             format!(
                 "cgroup v2, delegated subtree {}: the rig runs in its leaf {} and creates its \
