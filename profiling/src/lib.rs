@@ -20,7 +20,9 @@
 //! - [`run`]: `rig run`, tying it all together into a run directory.
 //! - [`gate`]: `rig gate`, the memory-regression gate over N runs, and
 //!   `rig prove` ([`gate::prove`]), the gate run over the story's bugs.
+//! - [`doctor`]: `rig doctor`, what this machine gives the rig and what to run for the rest.
 
+pub mod doctor;
 mod events;
 pub mod gate;
 mod health;

@@ -119,11 +119,15 @@ impl Exit {
 
 /// Polls `/healthz` until it answers 200 or `deadline` passes.
 pub(crate) async fn wait_healthy_until(base_url: &str, deadline: Instant) -> Result<(), String> {
-    let http = reqwest::Client::builder()
+    // Plain HTTP: no CA store needed (a minimal guest has none; see loadgen::client_builder).
+    let http = loadgen::client_builder(base_url)
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            let cause = std::error::Error::source(&e).map(|c| format!(": {c}"));
+            format!("building an HTTP client: {e}{}", cause.unwrap_or_default())
+        })?;
     let started = Instant::now();
     loop {
         match http.get(format!("{base_url}/healthz")).send().await {

@@ -12,8 +12,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use profiling::gate::prove::{self, Fixture};
 use profiling::gate::{self, GateOptions};
-use profiling::run::{RunOptions, run};
-use profiling::scenario::Scenario;
+use profiling::run::{RunError, RunOptions, run};
+use profiling::scenario::{Mode, Scenario};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -96,6 +96,13 @@ enum Command {
     },
     /// Check a scenario file without running it.
     Check { scenario: PathBuf },
+    /// What this machine gives the rig (cgroup version and where groups may
+    /// go, root or delegation, tmpfs, drop_caches, qemu/KVM, tools) and what
+    /// to run to get the rest.
+    Doctor {
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+        workspace: PathBuf,
+    },
     /// Report on a run directory (plots, verdict, report.html, summary.json);
     /// with two, compare them side by side into A/compare-<B>/.
     Report {
@@ -117,13 +124,43 @@ async fn main() -> ExitCode {
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("rig: {e:#}");
+            if could_not_start(&e) {
+                eprintln!(
+                    "rig: `rig doctor` says what this machine gives the rig and what to run to get the rest"
+                );
+            }
             ExitCode::from(2)
         }
     }
 }
 
+/// The machine could not be set up or the server not started there.
+fn could_not_start(e: &anyhow::Error) -> bool {
+    let run = e
+        .downcast_ref::<RunError>()
+        .or_else(|| match e.downcast_ref() {
+            Some(gate::GateError::Run { source, .. }) => Some(source.as_ref()),
+            _ => None,
+        });
+    matches!(run, Some(RunError::Machine(_) | RunError::Target(_)))
+}
+
 async fn real_main() -> anyhow::Result<bool> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Command::Run { scenario, .. } | Command::Gate { scenario, .. } = &cli.command
+        && Scenario::load(scenario).is_ok_and(|s| s.machine.mode == Mode::Cgroup)
+    {
+        // Non-root on cgroup v2 without a delegated cgroup: again under systemd-run, if it works.
+        profiling::machine::cgroup::v2::reexec_delegated();
+    }
+    match cli.command {
+        Command::Doctor { workspace } => {
+            print!(
+                "{}",
+                profiling::doctor::render(&profiling::doctor::examine(&workspace))
+            );
+            Ok(true)
+        }
         Command::Check { scenario } => {
             let s = Scenario::load(&scenario)?;
             for phase in &s.phases {
