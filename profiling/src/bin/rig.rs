@@ -44,55 +44,25 @@ enum Command {
     /// The memory-regression gate: run a scenario N times, check its
     /// [budgets] and compare with the committed baseline.
     Gate {
-        scenario: PathBuf,
-        /// Baseline JSON [default: scenarios/baselines/<name>.json beside the
-        /// scenario, when it exists].
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// Budgets only, even if a baseline exists.
-        #[arg(long)]
-        no_baseline: bool,
-        /// Runs of the scenario (1 to 10).
-        #[arg(long, default_value_t = profiling::gate::DEFAULT_REPLICATES)]
-        replicates: usize,
+        #[command(flatten)]
+        gate: GateArgs,
         /// Write the baseline from these replicates (only if every budget passes).
         #[arg(long)]
         update_baseline: bool,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
-        workspace: PathBuf,
-        #[arg(long)]
-        no_progress: bool,
     },
     /// Prove the gate: run the clean build and each regression fixture
     /// through it and print the detection table (builds share-server
     /// --features regressions). Passes when every fixture is flagged and no
     /// clean build is.
     Prove {
-        scenario: PathBuf,
-        /// Baseline JSON [default: scenarios/baselines/<name>.json beside the
-        /// scenario, when it exists].
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// Budgets only, even if a baseline exists.
-        #[arg(long)]
-        no_baseline: bool,
-        /// Runs of the scenario per gate (1 to 10).
-        #[arg(long, default_value_t = profiling::gate::DEFAULT_REPLICATES)]
-        replicates: usize,
+        #[command(flatten)]
+        gate: GateArgs,
         /// Gates of the clean build (false-alarm check).
         #[arg(long, default_value_t = 1)]
         clean_gates: usize,
         /// These fixtures only (comma-separated) [default: all five].
         #[arg(long, value_delimiter = ',', value_enum)]
         fixtures: Vec<Fixture>,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
-        workspace: PathBuf,
-        #[arg(long)]
-        no_progress: bool,
     },
     /// Check a scenario file without running it.
     Check { scenario: PathBuf },
@@ -109,6 +79,56 @@ enum Command {
         #[arg(required = true, num_args = 1..=2)]
         run_dirs: Vec<PathBuf>,
     },
+}
+
+/// What `gate` and `prove` both take: a scenario run N times per gate.
+#[derive(clap::Args)]
+struct GateArgs {
+    scenario: PathBuf,
+    /// Baseline JSON [default: scenarios/baselines/<name>.json beside the
+    /// scenario, when it exists].
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Budgets only, even if a baseline exists.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Runs of the scenario per gate (1 to 10).
+    #[arg(long, default_value_t = profiling::gate::DEFAULT_REPLICATES)]
+    replicates: usize,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+    workspace: PathBuf,
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl GateArgs {
+    /// The gate's options, comparing with no baseline when `skip_baseline`;
+    /// also the scenario's name.
+    fn options(self, skip_baseline: bool) -> anyhow::Result<(GateOptions, String)> {
+        let name = Scenario::load(&self.scenario)?.name;
+        let options = GateOptions {
+            baseline: baseline_to_compare(
+                &self.scenario,
+                &name,
+                self.baseline,
+                self.no_baseline || skip_baseline,
+            ),
+            scenario: self.scenario,
+            replicates: self.replicates,
+            runs_dir: self.runs_dir,
+            workspace: canonical_workspace(&self.workspace)?,
+            progress: !self.no_progress,
+        };
+        Ok((options, name))
+    }
+}
+
+fn canonical_workspace(workspace: &Path) -> anyhow::Result<PathBuf> {
+    workspace
+        .canonicalize()
+        .with_context(|| format!("workspace {}", workspace.display()))
 }
 
 #[tokio::main]
@@ -147,7 +167,12 @@ fn could_not_start(e: &anyhow::Error) -> bool {
 
 async fn real_main() -> anyhow::Result<bool> {
     let cli = Cli::parse();
-    if let Command::Run { scenario, .. } | Command::Gate { scenario, .. } = &cli.command
+    let scenario = match &cli.command {
+        Command::Run { scenario, .. } => Some(scenario),
+        Command::Gate { gate, .. } => Some(&gate.scenario),
+        _ => None,
+    };
+    if let Some(scenario) = scenario
         && Scenario::load(scenario).is_ok_and(|s| s.machine.mode == Mode::Cgroup)
     {
         // Non-root on cgroup v2 without a delegated cgroup: again under systemd-run, if it works.
@@ -178,9 +203,7 @@ async fn real_main() -> anyhow::Result<bool> {
             workspace,
             no_progress,
         } => {
-            let workspace = workspace
-                .canonicalize()
-                .with_context(|| format!("workspace {}", workspace.display()))?;
+            let workspace = canonical_workspace(&workspace)?;
             let outcome = run(RunOptions {
                 scenario,
                 runs_dir,
@@ -198,36 +221,14 @@ async fn real_main() -> anyhow::Result<bool> {
         }
         Command::Report { run_dirs } => report(&run_dirs),
         Command::Gate {
-            scenario,
-            baseline,
-            no_baseline,
-            replicates,
+            gate,
             update_baseline,
-            runs_dir,
-            workspace,
-            no_progress,
         } => {
-            let workspace = workspace
-                .canonicalize()
-                .with_context(|| format!("workspace {}", workspace.display()))?;
-            let name = Scenario::load(&scenario)?.name;
             // --update-baseline writes where --baseline points, else the default.
-            let baseline_file = baseline
-                .clone()
-                .unwrap_or_else(|| gate::default_baseline_path(&scenario, &name));
-            let options = GateOptions {
-                baseline: baseline_to_compare(
-                    &scenario,
-                    &name,
-                    baseline,
-                    no_baseline || update_baseline,
-                ),
-                scenario,
-                replicates,
-                runs_dir,
-                workspace,
-                progress: !no_progress,
-            };
+            let baseline = gate.baseline.clone();
+            let (options, name) = gate.options(update_baseline)?;
+            let baseline_file =
+                baseline.unwrap_or_else(|| gate::default_baseline_path(&options.scenario, &name));
             let report = gate::gate(&options).await?;
             print!("{}", gate::output::terminal(&report));
             if update_baseline {
@@ -241,28 +242,11 @@ async fn real_main() -> anyhow::Result<bool> {
             Ok(report.passed)
         }
         Command::Prove {
-            scenario,
-            baseline,
-            no_baseline,
-            replicates,
+            gate,
             clean_gates,
             fixtures,
-            runs_dir,
-            workspace,
-            no_progress,
         } => {
-            let workspace = workspace
-                .canonicalize()
-                .with_context(|| format!("workspace {}", workspace.display()))?;
-            let name = Scenario::load(&scenario)?.name;
-            let options = GateOptions {
-                baseline: baseline_to_compare(&scenario, &name, baseline, no_baseline),
-                scenario,
-                replicates,
-                runs_dir,
-                workspace,
-                progress: !no_progress,
-            };
+            let (options, _) = gate.options(false)?;
             let fixtures = if fixtures.is_empty() {
                 Fixture::ALL.to_vec()
             } else {
