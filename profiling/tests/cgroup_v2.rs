@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::workspace;
-use profiling::machine::vm::{APT_LINE, qemu};
+use common::{read_json, vm_assets, vm_host_tools_missing, workspace};
+use profiling::machine::vm::qemu;
 use serde_json::Value;
 
 /// The whole guest (boot, ten rig commands, power-off) under TCG here takes
@@ -84,32 +84,6 @@ users = 3
 iterations = 1
 size = "64MB"
 "#;
-
-fn vm_assets() -> Command {
-    let mut cmd = Command::new("bash");
-    cmd.arg(workspace().join("scripts/vm-assets.sh"));
-    cmd
-}
-
-/// `None` when the host tools are there (installed here if root and
-/// missing), else why not.
-fn host_tools_missing() -> Option<String> {
-    let check = || vm_assets().arg("check").output().unwrap();
-    if check().status.success() {
-        return None;
-    }
-    if nix::unistd::Uid::effective().is_root() {
-        eprintln!("cgroup v2 test: installing the host tools: {APT_LINE}");
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "apt-get update -q && {APT_LINE} --no-install-recommends"
-            ))
-            .status();
-    }
-    let output = check();
-    (!output.status.success()).then(|| String::from_utf8_lossy(&output.stderr).trim().to_owned())
-}
 
 /// Runs `cmd`, panics with its stderr unless it succeeds; returns stdout.
 fn output(cmd: &mut Command) -> String {
@@ -229,10 +203,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 fn samples(run: &Path) -> Vec<Value> {
     std::fs::read_to_string(run.join("samples.jsonl"))
         .unwrap()
@@ -243,7 +213,7 @@ fn samples(run: &Path) -> Vec<Value> {
 
 /// A run's cgroup: where the rig put it, and that it is gone after the step.
 fn assert_cgroup(place: &Place, run: &Path, step: &str, parent: &str) {
-    let meta = json(&run.join("meta.json"));
+    let meta = read_json(&run.join("meta.json"));
     let machine = &meta["machine"];
     assert_eq!(machine["memory_source"], "cgroup-v2", "{machine}");
     let path = machine["cgroup_path"].as_str().unwrap();
@@ -268,8 +238,8 @@ fn assert_small_run(place: &Place, parent: &str) {
     place.assert_rc("run", 0);
     let run = place.run_dir("small");
     assert_cgroup(place, &run, "run", parent);
-    assert_eq!(json(&run.join("summary.json"))["verdict"], "healthy");
-    let outcome = json(&run.join("outcome.json"));
+    assert_eq!(read_json(&run.join("summary.json"))["verdict"], "healthy");
+    let outcome = read_json(&run.join("outcome.json"));
     assert_eq!(outcome["oom_kills"], 0, "{outcome}");
     let samples = samples(&run);
     let during: Vec<&Value> = samples
@@ -329,10 +299,10 @@ fn assert_oom(place: &Place, parent: &str) {
     place.assert_rc("oom", 1);
     let run = place.run_dir("too-small");
     assert_cgroup(place, &run, "oom", parent);
-    let outcome = json(&run.join("outcome.json"));
+    let outcome = read_json(&run.join("outcome.json"));
     assert_eq!(outcome["oom_kills"], 1, "{outcome}");
     assert_eq!(outcome["server_exit"]["signal"], 9, "{outcome}");
-    assert_eq!(json(&run.join("summary.json"))["verdict"], "crash");
+    assert_eq!(read_json(&run.join("summary.json"))["verdict"], "crash");
     let last = samples(&run)
         .into_iter()
         .rev()
@@ -354,7 +324,7 @@ fn assert_oom(place: &Place, parent: &str) {
 
 #[test]
 fn the_rig_runs_on_cgroup_v2_as_root_in_a_runner_cgroup_and_delegated_as_a_user() {
-    if let Some(why) = host_tools_missing() {
+    if let Some(why) = vm_host_tools_missing() {
         eprintln!("SKIPPED: the cgroup v2 guest needs qemu and the tools to build it: {why}");
         return;
     }
@@ -430,7 +400,8 @@ fn the_rig_runs_on_cgroup_v2_as_root_in_a_runner_cgroup_and_delegated_as_a_user(
         tree.lines().any(|l| l == format!("{scope}/rig")),
         "no leaf:\n{tree}"
     );
-    let notes = json(&delegated.run_dir("small").join("meta.json"))["machine"]["notes"].to_string();
+    let notes =
+        read_json(&delegated.run_dir("small").join("meta.json"))["machine"]["notes"].to_string();
     assert!(notes.contains("drop_caches skipped: not root"), "{notes}");
 
     // As uid 1000 in the runner's cgroup: no delegation, no systemd here.
