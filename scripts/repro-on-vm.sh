@@ -18,7 +18,7 @@ Usage: scripts/repro-on-vm.sh [--app NAME] [--runs-dir DIR] SCENARIO.toml
   --runs-dir DIR  where the run directory is copied (default: runs)
 
 Exit status: 0 the run passed, 1 it failed (OOM kill, a phase failed), 2 it
-could not run. Then: cargo run --release -p profiling --bin rig -- report DIR
+could not run. Then: cargo run --release --bin rig -- report DIR
 EOF
 }
 

@@ -4,13 +4,17 @@
 #
 #   vm-assets.sh check                   the host tools are there (else the apt-get line, exit 3)
 #   vm-assets.sh build SERVER AGENT      kernel + initramfs for these binaries; prints their directory
+#   vm-assets.sh initramfs INIT [NAME=]BIN...
+#                                        the same recipe with INIT as /init and each BIN in /bin
+#                                        (as NAME if given): the cgroup v2 test's guest
 #   vm-assets.sh disk IMAGE SIZE FROM    a fresh ext4 image of SIZE holding FROM's files
 #
 # Cache: $SHARERIG_VM_CACHE, else /var/cache/sharerig/vm as root, else
 # ${XDG_CACHE_HOME:-~/.cache}/sharerig/vm. The kernel is Debian's current
 # linux-image-amd64 (fetched once with `apt-get download`, never installed);
 # the initramfs (busybox-static, the kernel modules, /init, the agent and the
-# server with the libraries `ldd` names) is keyed by the hash of all of them,
+# server, or the given binaries, with the libraries `ldd` names) is keyed by
+# the hash of all of them,
 # so a new server binary gets a new initramfs. See docs/vm-mode.md.
 set -euo pipefail
 
@@ -108,9 +112,31 @@ module_order() {
 }
 
 build() {
-  local binary="$1" agent="$2" cache kdir version key out stage lib ko
+  local binary="$1" agent="$2"
   [ -x "$binary" ] || die "no server binary at $binary"
   [ -x "$agent" ] || die "no agent binary at $agent"
+  initramfs "$guest/init" "share-server=$binary" "sharerig-agent=$agent"
+}
+
+# Kernel + an initramfs with INIT as /init and each binary in /bin, as NAME
+# when given as NAME=PATH, else under its own name; prints the directory
+# holding vmlinuz and initramfs.cpio.gz.
+initramfs() {
+  local init="$1" cache kdir version key out stage lib ko bin
+  local -a paths=() names=()
+  shift
+  [ -f "$init" ] || die "no init script at $init"
+  for bin in "$@"; do
+    if [[ "$bin" =~ ^([^/=]+)=(.+)$ ]]; then
+      names+=("${BASH_REMATCH[1]}")
+      paths+=("${BASH_REMATCH[2]}")
+    else
+      names+=("$(basename "$bin")")
+      paths+=("$bin")
+    fi
+    [ -x "${paths[-1]}" ] || die "no binary at ${paths[-1]}"
+  done
+  set -- "${paths[@]}"
   check
   cache="$(cache_dir)"
   mkdir -p "$cache/kernel" "$cache/initramfs"
@@ -121,22 +147,27 @@ build() {
   key="$(
     {
       echo "$version"
-      sha256sum "$binary" "$agent" "$guest/init" /bin/busybox "${BASH_SOURCE[0]}" | cut -d' ' -f1
-      for lib in $(libraries "$binary" "$agent"); do sha256sum "$lib" | cut -d' ' -f1; done
+      echo "${names[*]}"
+      sha256sum "$@" "$init" /bin/busybox "${BASH_SOURCE[0]}" | cut -d' ' -f1
+      for lib in $(libraries "$@"); do sha256sum "$lib" | cut -d' ' -f1; done
     } | sha256sum | cut -c1-16
   )"
   out="$cache/initramfs/$key"
   if [ ! -f "$out/ready" ]; then
-    echo "vm-assets: building initramfs $key for $binary" >&2
+    echo "vm-assets: building initramfs $key for $*" >&2
     stage="$(mktemp -d "$cache/initramfs/.stage-XXXXXX")"
+    # It becomes the guest's /: mktemp's 0700 would lock every user but root out.
+    chmod 755 "$stage"
     mkdir -p "$stage/bin" "$stage/lib/modules/$version"
     cp /bin/busybox "$stage/bin/busybox"
     ln -s busybox "$stage/bin/sh"
-    install -m 755 "$guest/init" "$stage/init"
+    install -m 755 "$init" "$stage/init"
     # Debug info stripped: the initramfs lives in the guest's RAM.
-    strip --strip-debug -o "$stage/bin/share-server" "$binary"
-    strip --strip-debug -o "$stage/bin/sharerig-agent" "$agent"
-    for lib in $(libraries "$binary" "$agent"); do
+    local i
+    for i in "${!paths[@]}"; do
+      strip --strip-debug -o "$stage/bin/${names[$i]}" "${paths[$i]}"
+    done
+    for lib in $(libraries "$@"); do
       mkdir -p "$stage$(dirname "$lib")"
       cp -L "$lib" "$stage$lib"
     done
@@ -193,9 +224,14 @@ case "${1:-}" in
     [ $# -eq 3 ] || die "usage: $0 build SERVER_BINARY AGENT_BINARY"
     build "$2" "$3"
     ;;
+  initramfs)
+    [ $# -ge 3 ] || die "usage: $0 initramfs INIT [NAME=]BINARY..."
+    shift
+    initramfs "$@"
+    ;;
   disk)
     [ $# -eq 4 ] || die "usage: $0 disk IMAGE SIZE FROM_DIR"
     disk "$2" "$3" "$4"
     ;;
-  *) die "usage: $0 check | build SERVER_BINARY AGENT_BINARY | disk IMAGE SIZE FROM_DIR" ;;
+  *) die "usage: $0 check | build SERVER_BINARY AGENT_BINARY | initramfs INIT [NAME=]BINARY... | disk IMAGE SIZE FROM_DIR" ;;
 esac

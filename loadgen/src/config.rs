@@ -1,282 +1,125 @@
 //! What a run does: the `Config` the CLI and the rig's TOML scenario files both fill, its
 //! defaults, and the checks that refuse a run that could never finish or could not work.
+//! The command line's flags are derived from `Config` itself (clap), so the two cannot drift.
 
-use std::fmt;
+mod scenario;
+
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use scenario::{MixedWeights, ParseScenarioError, Scenario};
 
 use crate::hostile::Sources;
 use crate::size::ByteSize;
 use crate::summary::UploadRecord;
 
-/// The traffic one run sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// Log in, then stream a browser-shaped multipart upload (`file` + `note`) of `size` bytes.
-    Upload,
-    /// Fetch uploaded entries whole and by random Range requests, verifying every byte.
-    Download,
-    /// An upload throttled to `slow_rate`, like a phone on a bad link.
-    SlowUpload,
-    /// An upload that disconnects after `abort_fraction` of its body.
-    AbortUpload,
-    /// Users spread over the four scenarios above by `mixed` weights.
-    Mixed,
-    /// A share's life, compressed for soaks: upload with an expiration `expire_after` ahead,
-    /// download whole and one range (verified), then delete with probability
-    /// `delete_fraction`; the rest expire and the server's GC removes them.
-    Churn,
-    /// A guest's upload: the owner logs in and creates an unlimited guest link per user, then
-    /// each iteration streams a `file`-only multipart upload of `size` bytes to
-    /// `/api/guest/{id}`; stored files become downloadable like owner uploads.
-    GuestUpload,
-    /// Delete uploaded entries (`DELETE /api/entry/{id}`), each once, and check they are gone.
-    /// Not part of `mixed`: downloads there would fetch what it deleted.
-    Delete,
-    /// Hostile (raw sockets, `hostile`): `POST /api/auth` with a 2 MB JSON body per
-    /// connection, response never read.
-    LoginBodyFlood,
-    /// Hostile: multipart uploads to an unlimited guest link that send `stall-after` bytes and
-    /// stall.
-    StalledGuestUpload,
-    /// Hostile: POST bodies trickled one byte per `trickle-interval`.
-    SlowBody,
-    /// Hostile: connections that send nothing, reopened when the server closes them.
-    IdleFlood,
-    /// Hostile: `history-requests` pipelined one-byte Range downloads of one small entry, then
-    /// its download history fetched as the owner.
-    HistoryFlood,
-}
-
-impl Scenario {
-    /// Every scenario, in the order help texts list them.
-    pub const ALL: [Scenario; 13] = [
-        Scenario::Upload,
-        Scenario::Download,
-        Scenario::SlowUpload,
-        Scenario::AbortUpload,
-        Scenario::Mixed,
-        Scenario::Churn,
-        Scenario::GuestUpload,
-        Scenario::Delete,
-        Scenario::LoginBodyFlood,
-        Scenario::StalledGuestUpload,
-        Scenario::SlowBody,
-        Scenario::IdleFlood,
-        Scenario::HistoryFlood,
-    ];
-
-    /// An attack class: raw-socket clients in `hostile`, not goose users.
-    pub const fn is_hostile(self) -> bool {
-        matches!(
-            self,
-            Scenario::LoginBodyFlood
-                | Scenario::StalledGuestUpload
-                | Scenario::SlowBody
-                | Scenario::IdleFlood
-                | Scenario::HistoryFlood
-        )
-    }
-
-    /// The kebab-case name used on the command line, in TOML and in the summary.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Scenario::Upload => "upload",
-            Scenario::Download => "download",
-            Scenario::SlowUpload => "slow-upload",
-            Scenario::AbortUpload => "abort-upload",
-            Scenario::Mixed => "mixed",
-            Scenario::Churn => "churn",
-            Scenario::GuestUpload => "guest-upload",
-            Scenario::Delete => "delete",
-            Scenario::LoginBodyFlood => "login-body-flood",
-            Scenario::StalledGuestUpload => "stalled-guest-upload",
-            Scenario::SlowBody => "slow-body",
-            Scenario::IdleFlood => "idle-flood",
-            Scenario::HistoryFlood => "history-flood",
-        }
-    }
-}
-
-impl fmt::Display for Scenario {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Why a scenario name did not parse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseScenarioError {
-    #[error(
-        "unknown scenario {0:?} (one of: upload, download, slow-upload, abort-upload, mixed, delete, \
-         churn, guest-upload, login-body-flood, stalled-guest-upload, slow-body, idle-flood, \
-         history-flood)"
-    )]
-    Unknown(String),
-}
-
-impl FromStr for Scenario {
-    type Err = ParseScenarioError;
-
-    fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Scenario::ALL
-            .into_iter()
-            .find(|s| s.name() == name)
-            .ok_or_else(|| ParseScenarioError::Unknown(name.to_owned()))
-    }
-}
-
-/// How `mixed` spreads users: goose allocates users to scenarios round-robin in proportion to
-/// these weights (0 leaves a scenario out).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct MixedWeights {
-    pub upload: usize,
-    pub download: usize,
-    pub slow_upload: usize,
-    pub abort_upload: usize,
-}
-
-impl Default for MixedWeights {
-    fn default() -> Self {
-        MixedWeights {
-            upload: 3,
-            download: 3,
-            slow_upload: 1,
-            abort_upload: 1,
-        }
-    }
-}
-
-impl MixedWeights {
-    /// The scenarios with a non-zero weight.
-    pub fn weighted(&self) -> Vec<(Scenario, usize)> {
-        [
-            (Scenario::Upload, self.upload),
-            (Scenario::Download, self.download),
-            (Scenario::SlowUpload, self.slow_upload),
-            (Scenario::AbortUpload, self.abort_upload),
-        ]
-        .into_iter()
-        .filter(|&(_, weight)| weight > 0)
-        .collect()
-    }
-}
-
-impl FromStr for MixedWeights {
-    type Err = String;
-
-    /// `upload=3,download=3,slow-upload=1,abort-upload=1`; unnamed scenarios get weight 0.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut weights = MixedWeights {
-            upload: 0,
-            download: 0,
-            slow_upload: 0,
-            abort_upload: 0,
-        };
-        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (name, weight) = item
-                .split_once('=')
-                .ok_or_else(|| format!("{item:?} is not NAME=WEIGHT"))?;
-            let weight: usize = weight
-                .trim()
-                .parse()
-                .map_err(|_| format!("weight {weight:?} of {name} is not a whole number"))?;
-            let slot = match name.trim() {
-                "upload" => &mut weights.upload,
-                "download" => &mut weights.download,
-                "slow-upload" => &mut weights.slow_upload,
-                "abort-upload" => &mut weights.abort_upload,
-                other => {
-                    return Err(format!(
-                        "{other:?} cannot be mixed (upload, download, slow-upload, abort-upload)"
-                    ));
-                }
-            };
-            *slot = weight;
-        }
-        Ok(weights)
-    }
-}
-
 /// One run of the load generator. Every field has a default (see `Default`), so a TOML table
 /// names only what it changes; unknown keys are refused so a typo cannot silently do nothing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Each field is also a flag of the `loadgen` command, with the same default.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Config {
     /// The server's base URL, e.g. `http://127.0.0.1:4001`.
+    #[arg(long, default_value_t = Config::default().host)]
     pub host: String,
-    /// The shared secret for `POST /api/auth`.
+    /// The server's shared secret (for `POST /api/auth`).
+    #[arg(long, env = "PS_SHARED_SECRET", hide_env_values = true)]
     pub secret: String,
+    /// A polite scenario or an attack, see below.
+    #[arg(long, default_value_t = Config::default().scenario)]
     pub scenario: Scenario,
     /// Concurrent goose users.
+    #[arg(short, long, default_value_t = Config::default().users)]
     pub users: usize,
-    /// Iterations of the scenario per user. Unset: 1, or no limit when `run_time` is set. With
-    /// `run_time` as well, `run_time` is a deadline after which users stop once their current
+    /// Iterations of the scenario per user [default: 1, or no limit with a run time]. With a
+    /// run time as well, the run time is a deadline after which users stop once their current
     /// request ends.
+    #[arg(long)]
     pub iterations: Option<usize>,
-    /// How long users keep running once all have started (goose's `--run-time`), e.g. `"30s"`.
+    /// How long users keep running once all have started (goose's `--run-time`), e.g. `30s`.
     #[serde(with = "humantime_serde")]
+    #[arg(short = 't', long, value_parser = humantime::parse_duration)]
     pub run_time: Option<Duration>,
     /// Users started per second (goose's `--increase-rate`).
+    #[arg(short = 'r', long, default_value_t = Config::default().increase_rate)]
     pub increase_rate: f64,
-    /// Bytes per upload (ignored with `file`).
+    /// Bytes per upload (ignored with a file).
+    #[arg(long, default_value_t = Config::default().size)]
     pub size: ByteSize,
     /// Upload this file, streamed from disk, instead of generated content.
+    #[arg(long)]
     pub file: Option<PathBuf>,
     /// Base seed: content and range choices are derived from it, the user and the iteration.
+    #[arg(long, default_value_t = Config::default().seed)]
     pub seed: u64,
-    /// Per-request timeout, whole body included. It is what bounds a run against a server that
-    /// stops answering.
+    /// Per-request timeout, whole body included (the default fits 618 MB at 2 MB/s). It is
+    /// what bounds a run against a server that stops answering.
     #[serde(with = "humantime_serde")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     pub timeout: Duration,
     /// Bytes per second of `slow-upload`.
+    #[arg(long, default_value_t = Config::default().slow_rate)]
     pub slow_rate: ByteSize,
     /// Fraction of the body after which `abort-upload` disconnects, in (0, 1).
+    #[arg(long, default_value_t = Config::default().abort_fraction)]
     pub abort_fraction: f64,
     /// Random Range requests after each whole download.
+    #[arg(long = "ranges", default_value_t = Config::default().ranges_per_download)]
     pub ranges_per_download: usize,
     /// Entries a `download` phase may fetch and a `delete` phase deletes, e.g. an earlier
-    /// phase's `Summary::uploads`.
+    /// phase's `Summary::uploads` (the command fills it from `--known-uploads` files).
+    #[arg(skip)]
     pub known_uploads: Vec<UploadRecord>,
     /// Where goose's reports and `loadgen-summary.json` are written (created if missing).
+    #[arg(long, default_value_os_t = Config::default().report_dir)]
     pub report_dir: PathBuf,
     /// Less console output: goose warnings only, no final goose tables.
+    #[arg(short, long)]
     pub quiet: bool,
     /// Longest random Range request (each is 1 byte to this many).
+    #[arg(long, default_value_t = Config::default().range_size)]
     pub range_size: ByteSize,
-    /// User weights of `mixed`.
+    /// User weights of `mixed` (a scenario left out weighs 0).
+    #[arg(long = "mix", default_value_t = Config::default().mixed)]
     pub mixed: MixedWeights,
     /// Uploads ask to expire this long after they start (`?expiration=`); unset: the server's
     /// default. The server refuses less than its `--min-expiration` (1 h unless lowered).
     #[serde(with = "humantime_serde")]
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub expire_after: Option<Duration>,
     /// Share of `churn` entries deleted after their downloads, in [0, 1]; the rest expire.
+    #[arg(long, default_value_t = Config::default().delete_fraction)]
     pub delete_fraction: f64,
     /// Pause after each iteration of a user, like a person between actions (soaks use it to
     /// pace traffic). Unset: none.
     #[serde(with = "humantime_serde")]
+    #[arg(long, value_parser = humantime::parse_duration)]
     pub think_time: Option<Duration>,
-    /// Attack connections (hostile scenarios); unset: the class's default
-    /// (`hostile::default_connections`).
+    /// Attacks: connections held at once [default: the class's, see below].
+    #[arg(long)]
     pub connections: Option<usize>,
-    /// Loopback addresses the attack connections come from (hostile scenarios).
+    /// Attacks: source addresses, a count (16: spread over 127/8) or a list
+    /// (127.0.0.2,127.0.0.3) [default: none, the kernel picks].
+    #[arg(long, default_value_t = Config::default().sources, hide_default_value = true)]
     pub sources: Sources,
-    /// Requests `history-flood` pipelines.
+    /// `history-flood`: requests pipelined.
+    #[arg(long, default_value_t = Config::default().history_requests)]
     pub history_requests: usize,
-    /// Time between the bytes of `slow-body`.
+    /// `slow-body`: time between body bytes.
     #[serde(with = "humantime_serde")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     pub trickle_interval: Duration,
-    /// Body bytes each `stalled-guest-upload` connection sends before it stalls.
+    /// `stalled-guest-upload`: body bytes each connection sends before it stalls.
+    #[arg(long, default_value_t = Config::default().stall_after)]
     pub stall_after: ByteSize,
 }
 
 /// 618 MB at 5 MB/s takes 124 s; 300 s leaves room for a 618 MB upload down to ~2 MB/s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// `slow-body`'s pause between bytes: longer than a typical idle timeout's step.
+const DEFAULT_TRICKLE_INTERVAL: Duration = Duration::from_secs(20);
 
 impl Default for Config {
     fn default() -> Self {
@@ -307,7 +150,7 @@ impl Default for Config {
             connections: None,
             sources: Sources::default(),
             history_requests: 20_000,
-            trickle_interval: Duration::from_secs(20),
+            trickle_interval: DEFAULT_TRICKLE_INTERVAL,
             stall_after: ByteSize(1_200_000),
         }
     }
@@ -539,17 +382,6 @@ mod tests {
     }
 
     #[test]
-    fn scenario_names_round_trip() {
-        for s in Scenario::ALL {
-            assert_eq!(s.name().parse::<Scenario>(), Ok(s));
-        }
-        assert_eq!(
-            "guest-uploads".parse::<Scenario>(),
-            Err(ParseScenarioError::Unknown("guest-uploads".into()))
-        );
-    }
-
-    #[test]
     fn reads_kebab_case_toml_like_json_and_refuses_unknown_keys() {
         let config: Config = serde_json::from_str(
             r#"{"host":"http://h:1","secret":"x","scenario":"slow-upload","size":"20MB",
@@ -563,14 +395,83 @@ mod tests {
         assert_eq!(config.users, 1, "defaults fill the rest");
         assert!(serde_json::from_str::<Config>(r#"{"sise":"1MB"}"#).is_err());
     }
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("loadgen").chain(args.iter().copied()))
+            .unwrap();
+        Cli::from_arg_matches(&matches).unwrap().config
+    }
 
     #[test]
-    fn mixed_weights_parse() {
-        let w: MixedWeights = "upload=2, abort-upload=1".parse().unwrap();
-        assert_eq!(
-            w.weighted(),
-            vec![(Scenario::Upload, 2), (Scenario::AbortUpload, 1)]
-        );
-        assert!("guest-upload=1".parse::<MixedWeights>().is_err());
+    fn flag_defaults_are_the_config_defaults() {
+        let from_flags = serde_json::to_value(parse(&["--secret", "s"])).unwrap();
+        let defaults = serde_json::to_value(Config {
+            secret: "s".into(),
+            ..Config::default()
+        })
+        .unwrap();
+        assert_eq!(from_flags, defaults);
+    }
+
+    #[test]
+    fn every_setting_but_the_known_uploads_is_a_flag() {
+        let command = Cli::command();
+        let flags: Vec<&str> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .collect();
+        let keys = serde_json::to_value(Config::default()).unwrap();
+        for key in keys.as_object().unwrap().keys() {
+            let flag = match key.as_str() {
+                "known-uploads" => continue,
+                "ranges-per-download" => "ranges",
+                "mixed" => "mix",
+                other => other,
+            };
+            assert!(flags.contains(&flag), "no --{flag} for the setting {key}");
+        }
+    }
+
+    #[test]
+    fn flags_fill_the_config() {
+        let config = parse(&[
+            "--secret",
+            "s",
+            "--scenario",
+            "churn",
+            "-u",
+            "3",
+            "-t",
+            "90s",
+            "--mix",
+            "upload=1",
+            "--ranges",
+            "2",
+            "--sources",
+            "4",
+            "--trickle-interval",
+            "1s",
+        ]);
+        assert_eq!(config.scenario, Scenario::Churn);
+        assert_eq!(config.users, 3);
+        assert_eq!(config.run_time, Some(Duration::from_secs(90)));
+        assert_eq!(config.mixed.weighted(), vec![(Scenario::Upload, 1)]);
+        assert_eq!(config.ranges_per_download, 2);
+        assert_eq!(config.sources, Sources::Count(4));
+        assert_eq!(config.trickle_interval, Duration::from_secs(1));
     }
 }

@@ -173,7 +173,7 @@ pub(crate) async fn run(config: Config) -> Result<Summary, Error> {
 /// Checks the server is there, sets the class up (as the owner when it needs one) and runs it.
 async fn execute(attack: &Arc<Attack>) -> Result<Option<HistoryCheck>, Setup> {
     let config = &attack.config;
-    let client = preflight::client()
+    let client = preflight::client(&config.host)
         .map_err(|e| Setup::Failed(format!("cannot build an HTTP client: {e}")))?;
     preflight::healthy(&client, &config.host)
         .await

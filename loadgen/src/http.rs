@@ -38,6 +38,25 @@ impl Failure {
     }
 }
 
+/// A reqwest client builder for `host`. The TLS that goose turns on in reqwest (rustls with the
+/// platform verifier) loads the system's CA certificates when a client is built, and fails with
+/// a bare "builder error" where there are none: a minimal VM guest or container. A plain
+/// `http://` host never does TLS, so its clients trust no CA and need no store.
+pub fn client_builder(host: &str) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder();
+    if is_plain_http(host) {
+        builder.tls_certs_only(std::iter::empty())
+    } else {
+        builder
+    }
+}
+
+/// `host` is an `http://` URL (no TLS).
+pub(crate) fn is_plain_http(host: &str) -> bool {
+    host.get(..7)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://"))
+}
+
 /// A reqwest error in words: its kind, then its innermost cause (which, unlike reqwest's own
 /// message, does not repeat the URL).
 pub(crate) fn describe(e: &reqwest::Error) -> String {
@@ -126,4 +145,17 @@ pub(crate) async fn read_id(
         .ok()
         .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned))
         .ok_or_else(|| Failure::Protocol(format!("{what} answer without an \"id\"")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_plain_http;
+
+    #[test]
+    fn plain_http_hosts() {
+        assert!(is_plain_http("http://127.0.0.1:4001"));
+        assert!(is_plain_http("HTTP://example.org"));
+        assert!(!is_plain_http("https://example.org"));
+        assert!(!is_plain_http("http"));
+    }
 }

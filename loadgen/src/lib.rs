@@ -42,6 +42,7 @@ pub use hostile::{
     AttackSummary, DEFAULT_DURATION as DEFAULT_ATTACK_DURATION, HistoryCheck, MAX_CONNECTIONS,
     MAX_SOURCES, Sources, default_connections,
 };
+pub use http::client_builder;
 pub use recorder::{MAX_MISMATCH_EXAMPLES, MAX_REASONS};
 pub use run::run;
 pub use size::{ByteSize, ParseSizeError};

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use loadgen::{ByteSize, Config, MixedWeights, Scenario, Sources, Summary};
+use loadgen::{Config, Summary};
 
 const AFTER_HELP: &str = "\
 Scenarios:
@@ -50,93 +50,16 @@ Output: goose-report.{html,md,json} and loadgen-summary.json in --report-dir.";
     after_help = AFTER_HELP
 )]
 struct Args {
-    /// Server base URL.
-    #[arg(long, default_value_t = Config::default().host)]
-    host: String,
-    /// The server's shared secret.
-    #[arg(long, env = "PS_SHARED_SECRET", hide_env_values = true)]
-    secret: String,
-    /// A polite scenario or an attack, see below.
-    #[arg(long, default_value_t = Config::default().scenario)]
-    scenario: Scenario,
-    /// Concurrent users.
-    #[arg(short, long, default_value_t = Config::default().users)]
-    users: usize,
-    /// Iterations per user [default: 1, or none with --run-time].
-    #[arg(long)]
-    iterations: Option<usize>,
-    /// Keep users running this long once all have started (with --iterations: a deadline).
-    #[arg(short = 't', long)]
-    run_time: Option<humantime::Duration>,
-    /// Users started per second.
-    #[arg(short = 'r', long, default_value_t = Config::default().increase_rate)]
-    increase_rate: f64,
-    /// Bytes per upload.
-    #[arg(long, default_value_t = Config::default().size)]
-    size: ByteSize,
-    /// Upload this file (streamed from disk) instead of generated content.
-    #[arg(long)]
-    file: Option<PathBuf>,
-    /// Base seed of the generated content and of the Range positions.
-    #[arg(long, default_value_t = Config::default().seed)]
-    seed: u64,
-    /// Per-request timeout, whole body included (the default fits 618 MB at 2 MB/s).
-    #[arg(long, default_value_t = Config::default().timeout.into())]
-    timeout: humantime::Duration,
-    /// Bytes per second of slow-upload.
-    #[arg(long, default_value_t = Config::default().slow_rate)]
-    slow_rate: ByteSize,
-    /// Fraction of the body after which abort-upload disconnects.
-    #[arg(long, default_value_t = Config::default().abort_fraction)]
-    abort_fraction: f64,
-    /// Random Range requests after each whole download.
-    #[arg(long, default_value_t = Config::default().ranges_per_download)]
-    ranges: usize,
-    /// Longest Range request.
-    #[arg(long, default_value_t = Config::default().range_size)]
-    range_size: ByteSize,
-    /// Uploads expire this long after they start (the server must allow it: --min-expiration).
-    #[arg(long)]
-    expire_after: Option<humantime::Duration>,
-    /// Share of churn entries deleted after their downloads (the rest expire).
-    #[arg(long, default_value_t = Config::default().delete_fraction)]
-    delete_fraction: f64,
-    /// Pause after each iteration of a user (e.g. 500ms).
-    #[arg(long)]
-    think_time: Option<humantime::Duration>,
-    /// Weights of mixed, e.g. upload=3,download=3,slow-upload=1,abort-upload=1.
-    #[arg(long)]
-    mix: Option<MixedWeights>,
+    #[command(flatten)]
+    config: Config,
     /// A loadgen-summary.json whose uploads download may fetch and delete deletes (repeatable;
     /// entries a given summary deleted are left out).
     #[arg(long)]
     known_uploads: Vec<PathBuf>,
-    /// Where goose's reports and loadgen-summary.json go.
-    #[arg(long, default_value_os_t = Config::default().report_dir)]
-    report_dir: PathBuf,
-    /// Warnings only, and no goose tables at the end.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Attacks: connections held at once [default: the class's, see below].
-    #[arg(long)]
-    connections: Option<usize>,
-    /// Attacks: source addresses, a count (16: spread over 127/8) or a list (127.0.0.2,127.0.0.3).
-    #[arg(long)]
-    sources: Option<Sources>,
-    /// history-flood: requests pipelined.
-    #[arg(long, default_value_t = Config::default().history_requests)]
-    history_requests: usize,
-    /// slow-body: time between body bytes.
-    #[arg(long, default_value_t = Config::default().trickle_interval.into())]
-    trickle_interval: humantime::Duration,
-    /// stalled-guest-upload: body bytes sent before stalling.
-    #[arg(long, default_value_t = Config::default().stall_after)]
-    stall_after: ByteSize,
 }
 
 impl Args {
     fn into_config(self) -> anyhow::Result<Config> {
-        let defaults = Config::default();
         let earlier = self
             .known_uploads
             .iter()
@@ -145,42 +68,16 @@ impl Args {
                     .with_context(|| format!("reading --known-uploads {}", path.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let known_uploads = Summary::remaining_uploads(&earlier);
         Ok(Config {
-            host: self.host,
-            secret: self.secret,
-            scenario: self.scenario,
-            users: self.users,
-            iterations: self.iterations,
-            run_time: self.run_time.map(Into::into),
-            increase_rate: self.increase_rate,
-            size: self.size,
-            file: self.file,
-            seed: self.seed,
-            timeout: self.timeout.into(),
-            slow_rate: self.slow_rate,
-            abort_fraction: self.abort_fraction,
-            ranges_per_download: self.ranges,
-            known_uploads,
-            report_dir: self.report_dir,
-            quiet: self.quiet,
-            range_size: self.range_size,
-            mixed: self.mix.unwrap_or(defaults.mixed),
-            expire_after: self.expire_after.map(Into::into),
-            delete_fraction: self.delete_fraction,
-            think_time: self.think_time.map(Into::into),
-            connections: self.connections,
-            sources: self.sources.unwrap_or_default(),
-            history_requests: self.history_requests,
-            trickle_interval: self.trickle_interval.into(),
-            stall_after: self.stall_after,
+            known_uploads: Summary::remaining_uploads(&earlier),
+            ..self.config
         })
     }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let quiet = args.quiet;
+    let quiet = args.config.quiet;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -46,8 +46,8 @@ impl Fatal {
 
 /// The client for checks: its own short timeouts, no cookies, no pooling (a check after a
 /// failure must open a fresh connection to learn anything).
-pub(crate) fn client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+pub(crate) fn client(host: &str) -> reqwest::Result<reqwest::Client> {
+    crate::http::client_builder(host)
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CHECK_TIMEOUT)
         .pool_max_idle_per_host(0)

@@ -47,6 +47,7 @@ pub(crate) struct UploadPlan {
 
 impl RunState {
     pub(crate) fn new(config: Config, upload_size: u64) -> reqwest::Result<Self> {
+        let check_client = preflight::client(&config.host)?;
         Ok(RunState {
             entries: Mutex::new(Entries {
                 records: config.known_uploads.clone(),
@@ -59,7 +60,7 @@ impl RunState {
             cancel: CancellationToken::new(),
             fatal: Mutex::new(None),
             checking: tokio::sync::Mutex::new(()),
-            check_client: preflight::client()?,
+            check_client,
         })
     }
 

@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use goose::GooseError;
 use goose::goose::{
-    GooseUser, Scenario as GooseScenario, Transaction, TransactionFunction, TransactionResult,
+    GooseMethod, GooseRequest, GooseResponse, GooseUser, Scenario as GooseScenario, Transaction,
+    TransactionError, TransactionFunction, TransactionResult,
 };
 use goose::metrics::GooseRequestMetric;
+use reqwest::{RequestBuilder, Response, StatusCode};
 
 use crate::config::Scenario;
 use crate::http::Failure;
@@ -86,6 +88,46 @@ fn transaction(state: &Arc<RunState>, scenario: Scenario, action: Action) -> Tra
             }
             result
         })
+    })
+}
+
+/// One request a scenario sends: `method path`, counted under `name` in goose's tables, where
+/// `expect` (200 unless set) is the status goose counts as a success.
+pub(crate) struct Request<'a> {
+    pub method: GooseMethod,
+    pub path: &'a str,
+    pub name: &'a str,
+    pub expect: Option<StatusCode>,
+}
+
+/// A sent request: goose's metric (for `finish`), the response and when it was sent.
+pub(crate) struct Sent {
+    pub metric: GooseRequestMetric,
+    pub response: Result<Response, reqwest::Error>,
+    pub started: Instant,
+}
+
+/// Sends `request` as `user` with the run's timeout; `shape` adds headers and the body.
+pub(crate) async fn send(
+    state: &RunState,
+    user: &mut GooseUser,
+    request: Request<'_>,
+    shape: impl FnOnce(RequestBuilder) -> RequestBuilder,
+) -> Result<Sent, Box<TransactionError>> {
+    let builder = shape(user.get_request_builder(&request.method, request.path)?)
+        .timeout(state.config.timeout);
+    let mut goose_request = GooseRequest::builder()
+        .set_request_builder(builder)
+        .name(request.name);
+    if let Some(status) = request.expect {
+        goose_request = goose_request.expect_status_code(status.as_u16());
+    }
+    let started = Instant::now();
+    let GooseResponse { request, response } = user.request(goose_request.build()).await?;
+    Ok(Sent {
+        metric: request,
+        response,
+        started,
     })
 }
 

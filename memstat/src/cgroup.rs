@@ -52,6 +52,11 @@ pub struct CgroupMemory {
     pub oom_kills: Option<u64>,
     /// Times usage hit the limit (v1 `memory.failcnt`; v2 `max` events).
     pub limit_hits: Option<u64>,
+    /// Shared memory and tmpfs pages charged here (v1 `total_shmem`, v2 `shmem`).
+    pub shmem_bytes: u64,
+    /// Times usage went over `memory.high` and the kernel throttled and
+    /// reclaimed (v2 `memory.events` `high`; v1 has no such limit: `None`).
+    pub high_events: Option<u64>,
 }
 
 /// A located memory cgroup.

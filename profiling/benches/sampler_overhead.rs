@@ -39,15 +39,15 @@ async fn main() -> Result<()> {
     };
     let machine = machine::open(&spec, &machine::Setup::local("bench", scratch.path()))?;
     let db = scratch.path().join("store.db");
-    let server = profiling::target::Server::start(
-        machine.as_ref(),
-        &binary,
-        &[],
-        &db,
-        &scratch.path().join("server.log"),
-        "bench-secret",
-    )
-    .await?;
+    let server = machine
+        .start_server(machine::Launch {
+            binary: &binary,
+            args: &[],
+            db: &db,
+            log: &scratch.path().join("server.log"),
+            secret: "bench-secret",
+        })
+        .await?;
 
     // The idle cost of this process (the tokio runtime, nothing to do).
     let idle_cpu = cpu_seconds()?;

@@ -3,20 +3,19 @@
 //! peaks with a committed baseline by a rank test and a bootstrap interval
 //! with an effect floor, and writes `gate.json` and `gate.md`.
 //!
-//! `rig gate --prove` runs the clean build and each of the story's bugs
-//! (`share-server --features regressions --regression NAME`) through the
-//! same gate and prints which budget or metric caught each one.
-//!
 //! - [`stats`]: Mann-Whitney U (exact) and the bootstrap.
 //! - [`metrics`]: the figures of one run.
 //! - [`budgets`]: `[budgets]` and their evaluation.
 //! - [`baseline`]: baseline files and the comparison.
 //! - [`output`]: the terminal table, `gate.md` and `gate.json`.
+//! - [`prove`]: `rig prove`, the clean build and each of the story's bugs
+//!   through the same gate, and which budget or metric caught each one.
 
 pub mod baseline;
 pub mod budgets;
 pub mod metrics;
 pub mod output;
+pub mod prove;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
@@ -33,15 +32,6 @@ use metrics::RunMetrics;
 /// Replicates per gate unless told otherwise: the fewest for which the exact
 /// one-sided rank test can reach p < 0.05 with room (1/252 at 5 vs 5).
 pub const DEFAULT_REPLICATES: usize = 5;
-
-/// The fixtures of `--prove`: `share-server --regression NAME`.
-pub const FIXTURES: [&str; 5] = [
-    "buffered-multipart",
-    "leaked-temp-files",
-    "read-all-chunks",
-    "upload-transaction",
-    "periodic-vacuum",
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -61,6 +51,7 @@ pub enum GateError {
         replicate: usize,
         source: metrics::MetricsError,
     },
+    /// `rig prove` could not add a fixture to the scenario.
     #[error("making the fixture scenario: {0}")]
     Fixture(String),
     #[error("--replicates must be 1 to {max}, got {got}")]
@@ -240,147 +231,4 @@ pub fn default_baseline_path(scenario_file: &Path, name: &str) -> PathBuf {
         .unwrap_or(Path::new("."))
         .join("baselines")
         .join(format!("{name}.json"))
-}
-
-/// One row of the `--prove` detection table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Detection {
-    /// `clean` or a fixture name.
-    pub variant: String,
-    pub verdicts: Vec<String>,
-    pub flagged: bool,
-    /// The budgets and metrics that caught it.
-    pub flagged_by: Vec<String>,
-    /// Effect sizes of what caught it, for people.
-    pub effects: Vec<String>,
-    pub gate_dir: PathBuf,
-}
-
-impl Detection {
-    fn of(variant: &str, r: &GateReport) -> Detection {
-        let mut effects: Vec<String> = r
-            .budgets
-            .iter()
-            .filter(|b| !b.pass)
-            .map(|b| format!("{} {} (limit {})", b.budget, b.worst, b.limit))
-            .collect();
-        effects.extend(r.comparisons.iter().filter(|c| c.regression).map(|c| {
-            format!(
-                "{} {:+.0}% ({} → {}, p={:.3})",
-                c.metric,
-                c.delta_relative * 100.0,
-                c.metric.show(c.baseline_median),
-                c.metric.show(c.current_median),
-                c.p_higher
-            )
-        }));
-        Detection {
-            variant: variant.to_owned(),
-            verdicts: r.verdicts(),
-            flagged: !r.passed,
-            flagged_by: r.failures.clone(),
-            effects,
-            gate_dir: r.dir.clone(),
-        }
-    }
-}
-
-/// `--prove`: the clean build `clean_gates` times, then each fixture once,
-/// every one a full gate against the baseline.
-pub async fn prove(
-    options: &GateOptions,
-    clean_gates: usize,
-    fixtures: &[String],
-) -> Result<Vec<Detection>, GateError> {
-    let scenario = Scenario::load(&options.scenario)?;
-    let dir = options.runs_dir.join(format!(
-        "prove-{}-{}",
-        scenario.name,
-        Utc::now().format("%Y%m%dT%H%M%SZ")
-    ));
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-    let text = std::fs::read_to_string(&options.scenario)
-        .map_err(io(format!("reading {}", options.scenario.display())))?;
-
-    let mut variants: Vec<(String, Option<&str>)> = (1..=clean_gates)
-        .map(|i| (format!("clean-{i}"), None))
-        .collect();
-    variants.extend(fixtures.iter().map(|f| (f.clone(), Some(f.as_str()))));
-    let mut rows = Vec::new();
-    for (variant, regression) in variants {
-        let file = dir.join(format!("{variant}.toml"));
-        std::fs::write(&file, fixture_scenario(&text, regression)?)
-            .map_err(io(format!("writing {}", file.display())))?;
-        let report = gate(&GateOptions {
-            scenario: file,
-            baseline: options.baseline.clone(),
-            replicates: options.replicates,
-            runs_dir: dir.clone(),
-            workspace: options.workspace.clone(),
-            progress: options.progress,
-        })
-        .await?;
-        let row = Detection::of(&variant, &report);
-        eprintln!(
-            "rig gate --prove: {variant}: {}",
-            if row.flagged { "FLAGGED" } else { "passed" }
-        );
-        rows.push(row);
-    }
-    output::write_prove(&rows, &dir, &options.scenario)?;
-    Ok(rows)
-}
-
-/// The scenario text with the `regressions` feature and `--regression NAME`
-/// added (unchanged for the clean build).
-pub fn fixture_scenario(text: &str, regression: Option<&str>) -> Result<String, GateError> {
-    let Some(name) = regression else {
-        return Ok(text.to_owned());
-    };
-    let bad = |what: &str| GateError::Fixture(what.to_owned());
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| bad(e.message()))?;
-    let server = doc
-        .entry("server")
-        .or_insert_with(|| toml::Value::Table(Default::default()))
-        .as_table_mut()
-        .ok_or_else(|| bad("[server] is not a table"))?;
-    let mut push = |key: &str, values: &[&str]| -> Result<(), GateError> {
-        let list = server
-            .entry(key)
-            .or_insert_with(|| toml::Value::Array(Vec::new()))
-            .as_array_mut()
-            .ok_or_else(|| bad("server.features and server.args must be lists"))?;
-        list.extend(values.iter().map(|v| toml::Value::String((*v).to_owned())));
-        Ok(())
-    };
-    push("features", &["regressions"])?;
-    push("args", &["--regression", name])?;
-    if let Some(toml::Value::String(n)) = doc.get_mut("name") {
-        *n = format!("{n}-{name}");
-    }
-    toml::to_string(&doc).map_err(|e| bad(&e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fixture_scenarios_add_the_feature_and_flag() {
-        let text = "name = \"g\"\n[server]\nargs = [\"--gc-interval\", \"2s\"]\n";
-        let out = fixture_scenario(text, Some("read-all-chunks")).unwrap();
-        let s = Scenario::parse(&out, Path::new("x.toml")).unwrap();
-        assert_eq!(s.name, "g-read-all-chunks");
-        assert_eq!(s.server.features, ["regressions"]);
-        assert_eq!(
-            s.server.args,
-            ["--gc-interval", "2s", "--regression", "read-all-chunks"]
-        );
-        assert_eq!(fixture_scenario(text, None).unwrap(), text);
-        // A scenario without [server] gets one.
-        let out = fixture_scenario("name = \"g\"\n", Some("x")).unwrap();
-        assert!(Scenario::parse(&out, Path::new("x.toml")).is_ok());
-    }
 }

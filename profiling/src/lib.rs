@@ -6,9 +6,11 @@
 //! - [`scenario`]: the scenario file (machine, server, phases, sampling, budgets).
 //! - [`machine`]: where the server runs: a fresh memory cgroup (`cgroup`), the
 //!   whole machine (`machine`, for a real small VM), no limit (`none`) or a
-//!   qemu guest booted for the run (`vm`); how to start the server inside it,
-//!   where its memory figures come from and how a kill is detected.
-//! - [`target`]: the server process: build/locate, start, wait for health, stop.
+//!   qemu guest booted for the run (`vm`); each starts the server inside it
+//!   ([`machine::Machine::start_server`], one [`machine::Server`] handle to
+//!   watch and stop it), says where its memory figures come from and how a
+//!   kill is detected.
+//! - [`target`]: the server binary (build or locate) and its `/healthz` wait.
 //! - The sample schema written to `samples.jsonl` is in the `run-format` crate
 //!   (shared with the reports).
 //! - [`sampler`]: the periodic sampler that writes it.
@@ -16,8 +18,11 @@
 //! - `phases`: the load phases, in order or in the `background`; `health`: the `/healthz`
 //!   prober (`healthz.jsonl`); `events`: `events.jsonl`.
 //! - [`run`]: `rig run`, tying it all together into a run directory.
-//! - [`gate`]: `rig gate`, the memory-regression gate over N runs.
+//! - [`gate`]: `rig gate`, the memory-regression gate over N runs, and
+//!   `rig prove` ([`gate::prove`]), the gate run over the story's bugs.
+//! - [`doctor`]: `rig doctor`, what this machine gives the rig and what to run for the rest.
 
+pub mod doctor;
 mod events;
 pub mod gate;
 mod health;

@@ -1,11 +1,17 @@
-//! The "machine" a server runs in, one abstraction over the modes: how to
-//! start a process inside it, where its memory figures come from, how a kill
-//! is detected, and how to clean up. `cgroup` (a fresh memory cgroup with a
-//! limit), `machine` (this whole machine, for a real small VM), `none` (no
-//! limit) and `vm` (a qemu guest booted for the run, the server inside).
+//! The "machine" a server runs in, one abstraction over the modes: how the
+//! server is started inside it, where its memory figures come from, how a
+//! kill is detected, and how to clean up. `cgroup` (a fresh memory cgroup
+//! with a limit), `machine` (this whole machine, for a real small VM), `none`
+//! (no limit) and `vm` (a qemu guest booted for the run, the server inside).
+//!
+//! - [`server`]: the running server, one handle whatever runs it.
+//! - [`local`]: the server as a child process of the rig (`cgroup`, `host`).
+//! - [`cgroup`], [`host`], [`vm`]: the modes.
 
 pub mod cgroup;
 pub mod host;
+pub mod local;
+pub mod server;
 pub mod vm;
 
 use std::path::{Path, PathBuf};
@@ -13,19 +19,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::process::Command;
 
 use crate::scenario::{MachineSpec, Mode};
 use memstat::system::SystemMemory;
 use run_format::{FileSizes, MachineMemory, ProcessSample};
 
+pub use local::LocalMachine;
+pub use server::{BoxFuture, Launch, Server, ServerProcess, StartError};
+
 /// A place to run the server.
 pub trait Machine: Send + Sync {
     /// What it is, for `meta.json` and reports.
     fn info(&self) -> MachineInfo;
-    /// A command that runs `program` inside the machine; the caller adds
-    /// arguments. `None`: no local processes (`vm` mode boots a guest).
-    fn command(&self, program: &Path) -> Option<Command>;
+    /// Starts the server inside the machine and waits until it answers
+    /// `/healthz`. In `vm` mode this boots the guest with the server inside.
+    fn start_server<'a>(&'a self, launch: Launch<'a>) -> BoxFuture<'a, Result<Server, StartError>>;
     /// Where the memory figures come from.
     fn probe(&self) -> Arc<dyn Probe>;
     /// OOM kills so far in the machine (a rise during a run is a kill).
@@ -36,11 +44,6 @@ pub trait Machine: Send + Sync {
     /// (the guest kernel's console); the other modes only count them.
     fn oom_kill_log(&self) -> Vec<OomKill> {
         Vec::new()
-    }
-    /// The qemu guest, in `vm` mode: the server is started inside it
-    /// instead of as a local process.
-    fn vm(&self) -> Option<&vm::VmMachine> {
-        None
     }
 }
 
@@ -139,11 +142,21 @@ pub enum MachineError {
 
 /// Sets up the machine a scenario asks for.
 pub fn open(spec: &MachineSpec, setup: &Setup<'_>) -> Result<Box<dyn Machine>, MachineError> {
-    let mut notes = Vec::new();
-    if spec.drop_caches {
-        notes.push(drop_page_cache());
+    if spec.mode == Mode::Vm {
+        return Ok(Box::new(vm::VmMachine::open(spec, setup, notes(spec))?));
     }
-    let machine: Box<dyn Machine> = match spec.mode {
+    let machine: Box<dyn Machine> = open_local(spec, setup)?;
+    Ok(machine)
+}
+
+/// Sets up a local mode (`cgroup`, `machine`, `none`): one that can run any
+/// program inside, not only the server.
+pub fn open_local(
+    spec: &MachineSpec,
+    setup: &Setup<'_>,
+) -> Result<Box<dyn LocalMachine>, MachineError> {
+    let notes = notes(spec);
+    Ok(match spec.mode {
         Mode::Cgroup => Box::new(cgroup::CgroupMachine::create(
             spec,
             setup.run_id,
@@ -152,9 +165,21 @@ pub fn open(spec: &MachineSpec, setup: &Setup<'_>) -> Result<Box<dyn Machine>, M
         )?),
         Mode::Machine => Box::new(host::HostMachine::new(true, notes)),
         Mode::None => Box::new(host::HostMachine::new(false, notes)),
-        Mode::Vm => Box::new(vm::VmMachine::open(spec, setup, notes)?),
-    };
-    Ok(machine)
+        Mode::Vm => {
+            return Err(MachineError::Unsupported(
+                "vm mode runs the server in a guest, not as a local process".into(),
+            ));
+        }
+    })
+}
+
+/// What the run should know before it starts.
+fn notes(spec: &MachineSpec) -> Vec<String> {
+    let mut notes = Vec::new();
+    if spec.drop_caches {
+        notes.push(drop_page_cache());
+    }
+    notes
 }
 
 /// Sizes of `db` and its `-wal` and `-shm` files on this host.

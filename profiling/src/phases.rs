@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::events::Events;
+use crate::machine::Server;
 use crate::sampler;
 use crate::scenario::Phase;
-use crate::target::{Exit, Server};
+use crate::target::Exit;
 use run_format::events::detail;
 use run_format::files;
 

@@ -31,7 +31,7 @@ use crate::phases;
 pub use crate::phases::PhaseOutcome;
 use crate::sampler::{self, Sampler};
 use crate::scenario::{HealthSpec, Scenario};
-use crate::target::{self, Server};
+use crate::target;
 use run_format::events::detail;
 use run_format::{HealthSummary, Peaks, Sample, files};
 
@@ -46,6 +46,8 @@ pub enum RunError {
     Machine(#[from] machine::MachineError),
     #[error(transparent)]
     Target(#[from] target::TargetError),
+    #[error(transparent)]
+    Start(#[from] machine::StartError),
     #[error("phase {phase}: its loadgen configuration is invalid: {source}")]
     PhaseConfig {
         phase: String,
@@ -176,7 +178,13 @@ async fn drive(
         Events::new(File::create(dir.join(files::EVENTS)).map_err(io("creating events.jsonl"))?);
     let log = dir.join(files::SERVER_LOG);
     let mut server = tokio::select! {
-        server = Server::start(machine, binary, &scenario.server.args, &db, &log, &secret) => server?,
+        server = machine.start_server(machine::Launch {
+            binary,
+            args: &scenario.server.args,
+            db: &db,
+            log: &log,
+            secret: &secret,
+        }) => server?,
         _ = tokio::signal::ctrl_c() => return Err(RunError::Interrupted),
     };
     events.record(&detail::ServerStarted { pid: server.pid });

@@ -56,7 +56,7 @@ impl Sampler {
         stop: CancellationToken,
     ) -> std::io::Result<u64> {
         let mut writer = BufWriter::new(File::create(out)?);
-        let http = reqwest::Client::builder()
+        let http = loadgen::client_builder(&self.target.debug_url)
             .no_proxy()
             .timeout(self.interval)
             .build()

@@ -83,6 +83,38 @@ fn default_disk() -> Size {
     Size(4 << 30)
 }
 
+/// Below this a Debian kernel with the server does not boot usefully.
+const VM_MIN_MEMORY: u64 = 96 << 20;
+/// The data disk holds the database and its reserve file.
+const VM_MIN_DISK: u64 = 64 << 20;
+
+impl MachineSpec {
+    /// The limits make sense for a `vm` guest.
+    pub fn check_vm(&self) -> Result<(), String> {
+        if self.memory.0 < VM_MIN_MEMORY {
+            return Err(format!(
+                "machine.memory {} is below {} MiB, too small to boot the guest",
+                self.memory,
+                VM_MIN_MEMORY >> 20
+            ));
+        }
+        if !(1..=64).contains(&self.cpus) {
+            return Err(format!("machine.cpus {} must be 1 to 64", self.cpus));
+        }
+        if self.disk.0 < VM_MIN_DISK {
+            return Err(format!(
+                "machine.disk {} is below {} MiB",
+                self.disk,
+                VM_MIN_DISK >> 20
+            ));
+        }
+        if self.tmpfs.is_some() {
+            return Err("machine.tmpfs does not apply to vm mode: the guest's /tmp is already a tmpfs in its RAM".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for MachineSpec {
     fn default() -> Self {
         MachineSpec {
@@ -234,7 +266,7 @@ impl Scenario {
             )));
         }
         if scenario.machine.mode == Mode::Vm {
-            crate::machine::vm::check_spec(&scenario.machine).map_err(invalid)?;
+            scenario.machine.check_vm().map_err(invalid)?;
         }
         if scenario.sampling.interval < Duration::from_millis(10) {
             return Err(invalid("sampling.interval must be at least 10ms".into()));
@@ -329,5 +361,20 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn vm_limits() {
+        let vm = |extra: &str| {
+            Scenario::parse(
+                &format!("name = \"x\"\n[machine]\nmode = \"vm\"\n{extra}"),
+                Path::new("x.toml"),
+            )
+        };
+        assert!(vm("").is_ok());
+        assert!(vm("memory = \"64MiB\"").is_err());
+        assert!(vm("cpus = 0").is_err());
+        assert!(vm("disk = \"32MiB\"").is_err());
+        assert!(vm("tmpfs = \"8MiB\"").is_err());
     }
 }

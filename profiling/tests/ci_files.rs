@@ -52,6 +52,22 @@ fn the_memory_gate_workflow_parses_and_runs_the_gate() {
     );
     assert_eq!(upload["with"]["path"].as_str(), Some("runs/"));
     assert!(uses.iter().any(|u| u.starts_with("actions/checkout")));
+    // The cgroup v2 guest test (cgroup_v2.rs) proves the path the gate takes
+    // on the runner, root from the runner's cgroup; it must not skip there.
+    assert!(
+        runs.iter()
+            .any(|r| r.contains("qemu-system-x86") && r.contains("busybox-static")),
+        "the guest tests' tools are installed"
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r.contains("sudo") && r.contains("gate scenarios/ci-gate.toml")),
+        "the gate runs as root"
+    );
+    assert!(
+        runs.iter().any(|r| r.contains("rig\" doctor")),
+        "rig doctor in the log"
+    );
     assert!(job["timeout-minutes"].as_i64().is_some_and(|t| t <= 90));
     // Every step is a map with exactly one of `run` or `uses`.
     for s in steps {

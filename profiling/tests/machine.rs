@@ -48,7 +48,7 @@ fn run_id(name: &str) -> String {
 async fn an_oom_kill_in_a_64_mib_cgroup_is_reported_with_its_time() {
     require_cgroups!();
     let scratch = tempfile::tempdir().unwrap();
-    let mut machine = machine::open(
+    let mut machine = machine::open_local(
         &spec(64 << 20),
         &Setup::local(&run_id("oom"), scratch.path()),
     )
@@ -59,7 +59,6 @@ async fn an_oom_kill_in_a_64_mib_cgroup_is_reported_with_its_time() {
     let started = Instant::now();
     let mut child = machine
         .command(Path::new(env!("CARGO_BIN_EXE_memhog")))
-        .unwrap()
         .spawn()
         .unwrap();
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
@@ -90,7 +89,7 @@ async fn an_oom_kill_in_a_64_mib_cgroup_is_reported_with_its_time() {
 async fn the_cgroup_is_removed_even_with_a_process_inside() {
     require_cgroups!();
     let scratch = tempfile::tempdir().unwrap();
-    let mut machine = machine::open(
+    let mut machine = machine::open_local(
         &spec(64 << 20),
         &Setup::local(&run_id("busy"), scratch.path()),
     )
@@ -98,7 +97,6 @@ async fn the_cgroup_is_removed_even_with_a_process_inside() {
     let dir = machine.info().cgroup_path.unwrap();
     let mut child = machine
         .command(Path::new(env!("CARGO_BIN_EXE_memhog")))
-        .unwrap()
         .arg("8")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -127,7 +125,7 @@ async fn sampler_figures_agree_with_proc() {
     } else {
         Mode::None
     };
-    let mut machine = machine::open(
+    let mut machine = machine::open_local(
         &MachineSpec {
             mode,
             ..spec(128 << 20)
@@ -137,7 +135,6 @@ async fn sampler_figures_agree_with_proc() {
     .unwrap();
     let mut child = machine
         .command(Path::new(env!("CARGO_BIN_EXE_memhog")))
-        .unwrap()
         .arg("24")
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::workspace;
-use std::path::{Path, PathBuf};
+use common::{read_json, vm_host_tools_missing, workspace};
+use std::path::PathBuf;
 
-use profiling::machine::vm::APT_LINE;
 use profiling::run::{RunOptions, run};
 use serde_json::Value;
 
@@ -18,39 +17,9 @@ fn server_binary() -> PathBuf {
     profiling::target::build_debug(&workspace()).unwrap()
 }
 
-/// `None` when the host tools are there (installed here if root and
-/// missing), else why not.
-fn host_tools_missing() -> Option<String> {
-    let check = || {
-        std::process::Command::new("bash")
-            .arg(workspace().join("scripts/vm-assets.sh"))
-            .arg("check")
-            .output()
-            .unwrap()
-    };
-    if check().status.success() {
-        return None;
-    }
-    if nix::unistd::Uid::effective().is_root() {
-        eprintln!("vm test: installing the host tools: {APT_LINE}");
-        let _ = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "apt-get update -q && {APT_LINE} --no-install-recommends"
-            ))
-            .status();
-    }
-    let output = check();
-    (!output.status.success()).then(|| String::from_utf8_lossy(&output.stderr).trim().to_owned())
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_scenario_boots_the_guest_samples_it_and_powers_it_off() {
-    if let Some(why) = host_tools_missing() {
+    if let Some(why) = vm_host_tools_missing() {
         eprintln!("SKIPPED: vm mode needs qemu and the tools to build its guest: {why}");
         return;
     }

@@ -23,22 +23,9 @@ fn server_binary() -> PathBuf {
     profiling::target::build_debug(&workspace()).unwrap()
 }
 
+/// Chromium, installed first when missing and root (testkit::tools).
 fn chromium() -> PathBuf {
-    ["chromium", "chromium-browser"]
-        .iter()
-        .flat_map(|name| {
-            std::env::var_os("PATH")
-                .map(|p| {
-                    std::env::split_paths(&p)
-                        .map(|d| d.join(name))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        })
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("chromium not found in PATH: install it with `apt-get install -y chromium`")
-        })
+    testkit::tools::CHROMIUM.require().unwrap()
 }
 
 /// Screenshots `page` in headless Chromium; returns the PNG and Chromium's console lines.

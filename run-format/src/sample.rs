@@ -55,6 +55,10 @@ pub struct MachineMemory {
     pub oom_kills: Option<u64>,
     pub limit_hits: Option<u64>,
     pub pressure: Option<Pressure>,
+    /// Shared memory and tmpfs pages (a cgroup's `shmem`); `null` for meminfo.
+    pub shmem_bytes: Option<u64>,
+    /// cgroup v2 `memory.events` `high`: times over `memory.high`.
+    pub high_events: Option<u64>,
 }
 
 impl MachineMemory {
@@ -77,6 +81,8 @@ impl MachineMemory {
             oom_kills: c.oom_kills,
             limit_hits: c.limit_hits,
             pressure,
+            shmem_bytes: Some(c.shmem_bytes),
+            high_events: c.high_events,
         }
     }
 
@@ -104,6 +110,8 @@ impl MachineMemory {
             oom_kills,
             limit_hits: None,
             pressure,
+            shmem_bytes: None,
+            high_events: None,
         }
     }
 }

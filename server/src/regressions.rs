@@ -1,5 +1,5 @@
 //! The story's five bugs, brought back one at a time as fixtures for the
-//! memory-regression gate (`rig gate --prove`): a gate that never saw the
+//! memory-regression gate (`rig prove`): a gate that never saw the
 //! bugs it must catch proves nothing.
 //!
 //! Only builds with the `regressions` feature have the `--regression NAME`

@@ -6,8 +6,9 @@
 //! end, trickle header or body bytes (slowloris) or stall mid-body and keep
 //! its connection, buffers and upload open for ever. Here every connection
 //! costs a slot; one client address may hold at most `max_per_client` of
-//! them (more are refused with 429 at once); when all slots are taken the
-//! connection idle the longest is closed to make room, else the request
+//! them (more are refused with 429 at once); when all slots are taken an
+//! idle connection is closed to make room (sockets that never sent a
+//! request before keep-alive ones, the longest idle first), else the request
 //! stalled longest on its client (≥ [`MIN_STALL_TO_CUT`]) is cut. A new
 //! connection waits for a slot on its own task (never in the accept loop,
 //! where one waiting attacker would hold up everyone queued behind it), and

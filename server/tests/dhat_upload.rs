@@ -27,22 +27,23 @@ const SIZE: u64 = 64_000_000;
 /// client together (SQLite's page cache and its copies of chunk blobs are C
 /// `malloc` calls, which dhat does not see). From docs/server.md "Memory
 /// bounds", at the default 320 KiB chunk:
-/// - the upload: 1 chunk filling + 2 queued + 2 in the writer's transaction
-///   = 5 × 320 KiB = 1.6 MiB (measured: 6, 1.9 MiB: the next buffer is
-///   allocated before the full one is handed to the queue);
+/// - the upload pipeline: 1 chunk filling + 2 queued + 2 in the writer's
+///   transaction = 5 × 320 KiB = 1.6 MiB (`upload::pipeline_bytes`);
 /// - the download: the chunk being sent, the one queued and the one being
 ///   read = 3 × 320 KiB = 0.94 MiB (after the upload, not during it);
-/// - hyper: a read buffer of up to ~400 KiB per connection (measured 0.5 MiB
-///   after BytesMut's growth), and multer's stream buffer behind it (0.5 MiB);
+/// - multer's stream buffer (fed ≤ 64 KiB per poll by the multipart guard)
+///   and hyper's read buffer, ~100 KiB each;
 /// - the client: the 64 KiB blocks of the generated body queued for hyper's
-///   writes (measured 8, 0.5 MiB) and the response chunks being hashed;
-/// - fixed state: the runtime, the route table, the disk reserve's 64 KiB
-///   block at start-up (tens of KiB).
+///   writes and the response chunks being hashed;
+/// - fixed state: the runtime, tokio's signal table, the route table, the
+///   download-log writer's batch (tens of KiB).
 ///
-/// Measured peak: 3.4–3.6 MiB, at the upload. 8 MiB leaves room for a
-/// faster or slower machine shifting which buffers coincide, and is still
-/// 8× below the 64 MB file: a change that holds the file, or a growing share
-/// of it, fails.
+/// Measured (2026-12-05, the dhat profile's "At t-gmax"): peak 2.52 MiB at
+/// the upload = the 5 pipeline chunks 1600 KiB + the client's 8 body blocks
+/// 512 KiB + multer 120 KiB + hyper 112 KiB + ~180 KiB of small blocks.
+/// 8 MiB leaves room for a faster or slower machine shifting which buffers
+/// coincide, and is still 8× below the 64 MB file: a change that holds the
+/// file, or a growing share of it, fails.
 const MAX_PEAK_BYTES: usize = 8 * MIB;
 
 #[test]

@@ -652,26 +652,17 @@ async fn metrics_are_valid_prometheus_text() {
     promtool_check(&text);
 }
 
-/// `promtool check metrics` on `text`, when promtool is installed (Debian's
-/// `prometheus` package has it).
+/// `promtool check metrics` on `text` (Debian's `prometheus` package has it;
+/// installed first when missing and root, see testkit::tools).
 fn promtool_check(text: &str) {
-    let child = Command::new("promtool")
+    let promtool = testkit::tools::PROMTOOL.require().unwrap();
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "NOTE: promtool is not on PATH, so only the built-in 0.0.4 parser validated \
-                 /metrics (install it with `apt-get install -y --no-install-recommends prometheus`)"
-            );
-            return;
-        }
-        Err(e) => panic!("running promtool: {e}"),
-    };
+        .spawn()
+        .expect("running promtool");
     child
         .stdin
         .take()

@@ -1,6 +1,6 @@
 //! The gate's fixtures really bring back the story's mechanisms: each
 //! `--regression` is checked by what it does (memory held, files leaked, WAL
-//! grown, VACUUM run), so `rig gate --prove` measures real bugs.
+//! grown, VACUUM run), so `rig prove` measures real bugs.
 //!
 //! Run with `cargo test -p share-server --features regressions --test regressions`.
 #![cfg(feature = "regressions")]

@@ -23,8 +23,6 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long the page may take to reach a state before the test fails (a
 /// guard against hanging, not a measurement).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -45,13 +43,9 @@ struct Browser {
 
 /// Starts chromedriver on a port it picks itself and a headless Chromium session.
 async fn browser(base: &str, downloads: &Path) -> Browser {
-    for bin in [CHROMIUM, CHROMEDRIVER] {
-        assert!(
-            Path::new(bin).exists(),
-            "{bin} not found: install it with `apt-get install -y chromium chromium-driver` (.ci/run does)"
-        );
-    }
-    let mut driver = Command::new(CHROMEDRIVER)
+    let chromium = testkit::tools::CHROMIUM.require().unwrap();
+    let chromedriver = testkit::tools::CHROMEDRIVER.require().unwrap();
+    let mut driver = Command::new(&chromedriver)
         .arg("--port=0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -75,7 +69,7 @@ async fn browser(base: &str, downloads: &Path) -> Browser {
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
-            "binary": CHROMIUM,
+            "binary": chromium,
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",

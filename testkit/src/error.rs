@@ -31,6 +31,12 @@ pub enum Error {
     Http(#[from] reqwest::Error),
     #[error("login failed: {0}")]
     Login(String),
+    #[error("{tool} is needed and missing ({why}): run `{install}`")]
+    ToolMissing {
+        tool: &'static str,
+        install: String,
+        why: String,
+    },
     #[error("{field} not in {path}")]
     Proc { field: String, path: String },
 }

@@ -6,7 +6,9 @@
 //! - [`Spawn`] / [`Server`]: start it on ephemeral loopback ports with a temp
 //!   database, read its addresses, kill it on drop;
 //! - [`login`]: a session cookie from `POST /api/auth`;
-//! - [`prometheus`]: a strict parser of the `/metrics` text.
+//! - [`prometheus`]: a strict parser of the `/metrics` text;
+//! - [`tools`]: Chromium, chromedriver and promtool, installed when missing
+//!   (root + apt-get) or named with the command to run.
 //!
 //! The server's startup lines are parsed by `run_format::startup`, which the
 //! rig (`profiling`) uses too.
@@ -16,6 +18,7 @@ mod error;
 mod login;
 pub mod prometheus;
 mod server;
+pub mod tools;
 
 pub use error::Error;
 pub use login::{SESSION_COOKIE, login};

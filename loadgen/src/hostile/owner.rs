@@ -25,7 +25,7 @@ pub(crate) struct Owner {
 impl Owner {
     /// Logs in; a refused secret is `Fatal::WrongSecret`, anything else a setup error.
     pub(crate) async fn login(base: &str, secret: &str) -> Result<Owner, Setup> {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder(base)
             .timeout(OWNER_TIMEOUT)
             .build()
             .map_err(|e| Setup::Failed(format!("cannot build an HTTP client: {e}")))?;

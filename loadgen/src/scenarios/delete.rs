@@ -5,14 +5,10 @@
 //! only, so no entry is deleted twice. With none left, the user uploads one entry of `size` and
 //! deletes that.
 
-use std::time::Instant;
-
-use goose::goose::{
-    GooseMethod, GooseRequest, GooseResponse, GooseUser, TransactionError, TransactionResult,
-};
+use goose::goose::{GooseMethod, GooseUser, TransactionError, TransactionResult};
 use reqwest::StatusCode;
 
-use super::{Finished, finish, upload};
+use super::{Finished, Request, Sent, finish, send, upload};
 use crate::config::Scenario;
 use crate::http::{Failure, status_failure};
 use crate::recorder::Kind;
@@ -81,19 +77,18 @@ async fn request(
     step: Step,
     scenario: Scenario,
 ) -> Result<(), Box<TransactionError>> {
-    let builder = user
-        .get_request_builder(&step.method(), &format!("/api/entry/{id}"))?
-        .timeout(state.config.timeout);
-    let request = GooseRequest::builder()
-        .set_request_builder(builder)
-        .name("/api/entry/{id}")
-        .expect_status_code(step.expected().as_u16())
-        .build();
-    let started = Instant::now();
-    let GooseResponse {
-        mut request,
+    let path = format!("/api/entry/{id}");
+    let request = Request {
+        method: step.method(),
+        path: &path,
+        name: "/api/entry/{id}",
+        expect: Some(step.expected()),
+    };
+    let Sent {
+        mut metric,
         response,
-    } = user.request(request).await?;
+        started,
+    } = send(state, user, request, |b| b).await?;
     let result = match response {
         Ok(response) if response.status() == step.expected() => Ok(()),
         Ok(response) if matches!(step, Step::CheckGone) && response.status().is_success() => {
@@ -113,5 +108,5 @@ async fn request(
         bytes_sent: 0,
         bytes_received: 0,
     };
-    finish(state, user, &mut request, done, result).await
+    finish(state, user, &mut metric, done, result).await
 }

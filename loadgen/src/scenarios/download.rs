@@ -6,15 +6,11 @@
 //! yet (a `download` run on its own, or download users starting before any upload finished in
 //! `mixed`), the user uploads one entry of `size` first and downloads that.
 
-use std::time::Instant;
-
-use goose::goose::{
-    GooseMethod, GooseRequest, GooseResponse, GooseUser, TransactionError, TransactionResult,
-};
+use goose::goose::{GooseMethod, GooseUser, TransactionError, TransactionResult};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, RANGE};
 
-use super::{Finished, finish, upload};
+use super::{Finished, Request, Sent, finish, send, upload};
 use crate::config::Scenario;
 use crate::content::{SplitMix, purpose};
 use crate::http::{Failure, next_chunk, status_failure};
@@ -68,18 +64,18 @@ pub(super) async fn whole(
     record: &UploadRecord,
     scenario: Scenario,
 ) -> Result<(), Box<TransactionError>> {
-    let builder = user
-        .get_request_builder(&GooseMethod::Get, &format!("/-{}", record.id))?
-        .timeout(state.config.timeout);
-    let request = GooseRequest::builder()
-        .set_request_builder(builder)
-        .name("/-{id}")
-        .build();
-    let started = Instant::now();
-    let GooseResponse {
-        mut request,
+    let path = format!("/-{}", record.id);
+    let get = Request {
+        method: GooseMethod::Get,
+        path: &path,
+        name: "/-{id}",
+        expect: None,
+    };
+    let Sent {
+        mut metric,
         response,
-    } = user.request(request).await?;
+        started,
+    } = send(state, user, get, |b| b).await?;
     let mut received = 0;
     let result = async {
         let mut response = response.map_err(|e| Failure::transport(&e))?;
@@ -105,7 +101,7 @@ pub(super) async fn whole(
         bytes_sent: 0,
         bytes_received: received,
     };
-    finish(state, user, &mut request, done, result).await
+    finish(state, user, &mut metric, done, result).await
 }
 
 /// Bytes `first..=last` of the entry, checked byte for byte; recorded under `scenario`.
@@ -117,20 +113,19 @@ pub(super) async fn range(
     last: u64,
     scenario: Scenario,
 ) -> Result<(), Box<TransactionError>> {
-    let builder = user
-        .get_request_builder(&GooseMethod::Get, &format!("/-{}", record.id))?
-        .header(RANGE, format!("bytes={first}-{last}"))
-        .timeout(state.config.timeout);
-    let request = GooseRequest::builder()
-        .set_request_builder(builder)
-        .name("/-{id} (range)")
-        .expect_status_code(206)
-        .build();
-    let started = Instant::now();
-    let GooseResponse {
-        mut request,
+    let path = format!("/-{}", record.id);
+    let get = Request {
+        method: GooseMethod::Get,
+        path: &path,
+        name: "/-{id} (range)",
+        expect: Some(StatusCode::PARTIAL_CONTENT),
+    };
+    let range = format!("bytes={first}-{last}");
+    let Sent {
+        mut metric,
         response,
-    } = user.request(request).await?;
+        started,
+    } = send(state, user, get, |b| b.header(RANGE, range)).await?;
     let mut received = 0;
     let result = async {
         let mut response = response.map_err(|e| Failure::transport(&e))?;
@@ -188,7 +183,7 @@ pub(super) async fn range(
         bytes_sent: 0,
         bytes_received: received,
     };
-    finish(state, user, &mut request, done, result).await
+    finish(state, user, &mut metric, done, result).await
 }
 
 /// Counts a verified download or range, or records the mismatch in detail.

@@ -2,12 +2,10 @@
 //! user's own cookie jar, as in a browser. A `guest-upload` user then creates its guest link
 //! (`POST /api/guest-links`), kept in the user's session data as a [`GuestLink`].
 
-use std::time::Instant;
-
-use goose::goose::{GooseMethod, GooseRequest, GooseResponse, GooseUser, TransactionResult};
+use goose::goose::{GooseMethod, GooseUser, TransactionResult};
 use reqwest::StatusCode;
 
-use super::{Finished, finish};
+use super::{Finished, Request, Sent, finish, send};
 use crate::config::Scenario;
 use crate::http::{Failure, read_id, status_failure};
 use crate::preflight::Fatal;
@@ -19,19 +17,18 @@ pub(super) async fn transaction(
     user: &mut GooseUser,
     scenario: Scenario,
 ) -> TransactionResult {
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, "/api/auth")?
-        .json(&serde_json::json!({ "sharedSecret": state.config.secret }))
-        .timeout(state.config.timeout);
-    let request = GooseRequest::builder()
-        .set_request_builder(builder)
-        .name("/api/auth")
-        .build();
-    let started = Instant::now();
-    let GooseResponse {
-        mut request,
+    let login = Request {
+        method: GooseMethod::Post,
+        path: "/api/auth",
+        name: "/api/auth",
+        expect: None,
+    };
+    let secret = serde_json::json!({ "sharedSecret": state.config.secret });
+    let Sent {
+        mut metric,
         response,
-    } = user.request(request).await?;
+        started,
+    } = send(state, user, login, |b| b.json(&secret)).await?;
     let result = match response {
         Ok(response) if response.status() == StatusCode::OK => Ok(()),
         Ok(response) => {
@@ -51,7 +48,7 @@ pub(super) async fn transaction(
         bytes_received: 0,
     };
     let logged_in = result.is_ok();
-    finish(state, user, &mut request, done, result).await?;
+    finish(state, user, &mut metric, done, result).await?;
     if logged_in && scenario == Scenario::GuestUpload {
         create_guest_link(state, user).await?;
     }
@@ -64,19 +61,18 @@ pub(super) struct GuestLink(pub String);
 
 async fn create_guest_link(state: &RunState, user: &mut GooseUser) -> TransactionResult {
     let label = format!("loadgen guest-upload user {}", user.weighted_users_index);
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, "/api/guest-links")?
-        .json(&serde_json::json!({ "label": label }))
-        .timeout(state.config.timeout);
-    let request = GooseRequest::builder()
-        .set_request_builder(builder)
-        .name("/api/guest-links")
-        .build();
-    let started = Instant::now();
-    let GooseResponse {
-        mut request,
+    let create = Request {
+        method: GooseMethod::Post,
+        path: "/api/guest-links",
+        name: "/api/guest-links",
+        expect: None,
+    };
+    let body = serde_json::json!({ "label": label });
+    let Sent {
+        mut metric,
         response,
-    } = user.request(request).await?;
+        started,
+    } = send(state, user, create, |b| b.json(&body)).await?;
     let result = match response {
         Ok(mut response) if response.status() == StatusCode::OK => {
             read_id(&mut response, &state.cancel, "guest link").await
@@ -92,5 +88,5 @@ async fn create_guest_link(state: &RunState, user: &mut GooseUser) -> Transactio
         bytes_sent: 0,
         bytes_received: 0,
     };
-    finish(state, user, &mut request, done, result).await
+    finish(state, user, &mut metric, done, result).await
 }

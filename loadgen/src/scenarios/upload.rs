@@ -6,16 +6,13 @@
 //! `UploadRecord`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use goose::goose::{
-    GooseMethod, GooseRequest, GooseResponse, GooseUser, TransactionError, TransactionResult,
-};
+use goose::goose::{GooseMethod, GooseUser, TransactionError, TransactionResult};
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 
 use super::login::GuestLink;
-use super::{Finished, finish};
+use super::{Finished, Request, Sent, finish, send};
 use crate::body::{self, Progress};
 use crate::config::Scenario;
 use crate::http::{Failure, read_id, status_failure};
@@ -74,22 +71,22 @@ pub(super) async fn upload(
     } else {
         UPLOAD_PATH
     };
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, &path)?
-        // Guest uploads answer the bare URL unless asked for JSON.
-        .header(reqwest::header::ACCEPT, "application/json")
-        .multipart(form)
-        .timeout(state.config.timeout);
-    let request = GooseRequest::builder()
-        .set_request_builder(builder)
-        .name(name)
-        .build();
-
-    let started = Instant::now();
-    let GooseResponse {
-        mut request,
+    let post = Request {
+        method: GooseMethod::Post,
+        path: &path,
+        name,
+        expect: None,
+    };
+    let Sent {
+        mut metric,
         response,
-    } = user.request(request).await?;
+        started,
+    } = send(state, user, post, |b| {
+        // Guest uploads answer the bare URL unless asked for JSON.
+        b.header(reqwest::header::ACCEPT, "application/json")
+            .multipart(form)
+    })
+    .await?;
     let answer = match response {
         Ok(mut response) if response.status() == StatusCode::OK => {
             read_id(&mut response, &state.cancel, "upload").await
@@ -120,10 +117,10 @@ pub(super) async fn upload(
             ))),
         };
         let intended = result.is_ok();
-        finish(state, user, &mut request, done, result).await?;
+        finish(state, user, &mut metric, done, result).await?;
         if intended {
             // The request error was the point: take it off goose's failure count.
-            user.set_success(&mut request)?;
+            user.set_success(&mut metric)?;
         }
         return Ok(None);
     }
@@ -153,11 +150,11 @@ pub(super) async fn upload(
             if scenario != Scenario::Delete {
                 state.add_downloadable(record.clone());
             }
-            finish(state, user, &mut request, done, Ok(())).await?;
+            finish(state, user, &mut metric, done, Ok(())).await?;
             Ok(Some(record))
         }
         Err(failure) => {
-            finish(state, user, &mut request, done, Err(failure)).await?;
+            finish(state, user, &mut metric, done, Err(failure)).await?;
             Ok(None)
         }
     }

@@ -58,6 +58,8 @@ pub fn from_files(
         working_set_bytes: usage.saturating_sub(inactive_file),
         oom_kills: oom_control.and_then(|t| keyed(t, "oom_kill")),
         limit_hits: failcnt,
+        shmem_bytes: get("shmem"),
+        high_events: None,
     }
 }
 
@@ -66,7 +68,7 @@ mod tests {
     use super::*;
 
     const STAT: &str = "cache 9494528\nrss 4161536\nshmem 9068544\ndirty 32768\nwriteback 0\ninactive_file 20480\n\
-        total_cache 2778738688\ntotal_mapped_file 122847232\ntotal_rss 307720192\ntotal_dirty 62849024\ntotal_writeback 4096\ntotal_inactive_file 991879168\n";
+        total_cache 2778738688\ntotal_mapped_file 122847232\ntotal_rss 307720192\ntotal_dirty 62849024\ntotal_writeback 4096\ntotal_inactive_file 991879168\ntotal_shmem 9068544\n";
 
     #[test]
     fn prefers_hierarchical_totals() {
@@ -88,6 +90,7 @@ mod tests {
         assert_eq!(m.working_set_bytes, 3_082_956_800 - 991_879_168);
         assert_eq!(m.oom_kills, Some(2));
         assert_eq!(m.limit_hits, Some(5));
+        assert_eq!((m.shmem_bytes, m.high_events), (9_068_544, None));
     }
 
     #[test]

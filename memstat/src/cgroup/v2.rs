@@ -44,6 +44,8 @@ pub fn from_files(
         working_set_bytes: usage.saturating_sub(inactive_file),
         oom_kills: events.and_then(|e| keyed(e, "oom_kill")),
         limit_hits: events.and_then(|e| keyed(e, "max")),
+        shmem_bytes: get("shmem"),
+        high_events: events.and_then(|e| keyed(e, "high")),
     })
 }
 
@@ -53,8 +55,8 @@ mod tests {
 
     #[test]
     fn parses_v2_files() {
-        let stat = "anon 104857600\nfile 52428800\nfile_mapped 4096000\nkernel 1000\nfile_dirty 4096\nfile_writeback 8192\ninactive_file 40000000\n";
-        let events = "low 0\nhigh 0\nmax 17\noom 1\noom_kill 1\noom_group_kill 0\n";
+        let stat = "anon 104857600\nfile 52428800\nfile_mapped 4096000\nkernel 1000\nfile_dirty 4096\nfile_writeback 8192\ninactive_file 40000000\nshmem 2097152\n";
+        let events = "low 0\nhigh 3\nmax 17\noom 1\noom_kill 1\noom_group_kill 0\n";
         let m = from_files(
             Path::new("/sys/fs/cgroup/rig"),
             160_000_000,
@@ -70,6 +72,7 @@ mod tests {
         assert_eq!(m.mapped_file_bytes, 4_096_000);
         assert_eq!(m.working_set_bytes, 120_000_000);
         assert_eq!((m.oom_kills, m.limit_hits), (Some(1), Some(17)));
+        assert_eq!((m.shmem_bytes, m.high_events), (2_097_152, Some(3)));
         let m = from_files(Path::new("x"), 1, Some("max\n"), None, "", None).unwrap();
         assert_eq!(m.limit_bytes, None);
         assert!(from_files(Path::new("x"), 1, Some("lots"), None, "", None).is_err());

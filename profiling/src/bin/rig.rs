@@ -2,16 +2,18 @@
 //!
 //! Exit codes: 0 the run (or gate) passed, 1 it failed (OOM kill, the server
 //! died, a phase failed, interrupted; for `gate`, a budget or a baseline
-//! regression), 2 the rig itself could not run it.
+//! regression; for `prove`, a fixture missed or a clean build flagged), 2
+//! the rig itself could not run it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use profiling::gate::prove::{self, Fixture};
 use profiling::gate::{self, GateOptions};
-use profiling::run::{RunOptions, run};
-use profiling::scenario::Scenario;
+use profiling::run::{RunError, RunOptions, run};
+use profiling::scenario::{Mode, Scenario};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -42,45 +44,91 @@ enum Command {
     /// The memory-regression gate: run a scenario N times, check its
     /// [budgets] and compare with the committed baseline.
     Gate {
-        scenario: PathBuf,
-        /// Baseline JSON [default: scenarios/baselines/<name>.json beside the
-        /// scenario, when it exists].
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        /// Budgets only, even if a baseline exists.
-        #[arg(long)]
-        no_baseline: bool,
-        /// Runs of the scenario (1 to 10).
-        #[arg(long, default_value_t = profiling::gate::DEFAULT_REPLICATES)]
-        replicates: usize,
+        #[command(flatten)]
+        gate: GateArgs,
         /// Write the baseline from these replicates (only if every budget passes).
-        #[arg(long, conflicts_with = "prove")]
+        #[arg(long)]
         update_baseline: bool,
-        /// Run the clean build and each regression fixture through the gate and
-        /// print the detection table (builds share-server --features regressions).
-        #[arg(long)]
-        prove: bool,
-        /// With --prove: gates of the clean build (false-alarm check).
-        #[arg(long, default_value_t = 1, requires = "prove")]
+    },
+    /// Prove the gate: run the clean build and each regression fixture
+    /// through it and print the detection table (builds share-server
+    /// --features regressions). Passes when every fixture is flagged and no
+    /// clean build is.
+    Prove {
+        #[command(flatten)]
+        gate: GateArgs,
+        /// Gates of the clean build (false-alarm check).
+        #[arg(long, default_value_t = 1)]
         clean_gates: usize,
-        /// With --prove: these fixtures only (comma-separated) [default: all five].
-        #[arg(long, value_delimiter = ',', requires = "prove")]
-        fixtures: Vec<String>,
-        #[arg(long, default_value = "runs")]
-        runs_dir: PathBuf,
-        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
-        workspace: PathBuf,
-        #[arg(long)]
-        no_progress: bool,
+        /// These fixtures only (comma-separated) [default: all five].
+        #[arg(long, value_delimiter = ',', value_enum)]
+        fixtures: Vec<Fixture>,
     },
     /// Check a scenario file without running it.
     Check { scenario: PathBuf },
+    /// What this machine gives the rig (cgroup version and where groups may
+    /// go, root or delegation, tmpfs, drop_caches, qemu/KVM, tools) and what
+    /// to run to get the rest.
+    Doctor {
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+        workspace: PathBuf,
+    },
     /// Report on a run directory (plots, verdict, report.html, summary.json);
     /// with two, compare them side by side into A/compare-<B>/.
     Report {
         #[arg(required = true, num_args = 1..=2)]
         run_dirs: Vec<PathBuf>,
     },
+}
+
+/// What `gate` and `prove` both take: a scenario run N times per gate.
+#[derive(clap::Args)]
+struct GateArgs {
+    scenario: PathBuf,
+    /// Baseline JSON [default: scenarios/baselines/<name>.json beside the
+    /// scenario, when it exists].
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Budgets only, even if a baseline exists.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Runs of the scenario per gate (1 to 10).
+    #[arg(long, default_value_t = profiling::gate::DEFAULT_REPLICATES)]
+    replicates: usize,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/.."))]
+    workspace: PathBuf,
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl GateArgs {
+    /// The gate's options, comparing with no baseline when `skip_baseline`;
+    /// also the scenario's name.
+    fn options(self, skip_baseline: bool) -> anyhow::Result<(GateOptions, String)> {
+        let name = Scenario::load(&self.scenario)?.name;
+        let options = GateOptions {
+            baseline: baseline_to_compare(
+                &self.scenario,
+                &name,
+                self.baseline,
+                self.no_baseline || skip_baseline,
+            ),
+            scenario: self.scenario,
+            replicates: self.replicates,
+            runs_dir: self.runs_dir,
+            workspace: canonical_workspace(&self.workspace)?,
+            progress: !self.no_progress,
+        };
+        Ok((options, name))
+    }
+}
+
+fn canonical_workspace(workspace: &Path) -> anyhow::Result<PathBuf> {
+    workspace
+        .canonicalize()
+        .with_context(|| format!("workspace {}", workspace.display()))
 }
 
 #[tokio::main]
@@ -96,13 +144,48 @@ async fn main() -> ExitCode {
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("rig: {e:#}");
+            if could_not_start(&e) {
+                eprintln!(
+                    "rig: `rig doctor` says what this machine gives the rig and what to run to get the rest"
+                );
+            }
             ExitCode::from(2)
         }
     }
 }
 
+/// The machine could not be set up or the server not started there.
+fn could_not_start(e: &anyhow::Error) -> bool {
+    let run = e
+        .downcast_ref::<RunError>()
+        .or_else(|| match e.downcast_ref() {
+            Some(gate::GateError::Run { source, .. }) => Some(source.as_ref()),
+            _ => None,
+        });
+    matches!(run, Some(RunError::Machine(_) | RunError::Target(_)))
+}
+
 async fn real_main() -> anyhow::Result<bool> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let scenario = match &cli.command {
+        Command::Run { scenario, .. } => Some(scenario),
+        Command::Gate { gate, .. } => Some(&gate.scenario),
+        _ => None,
+    };
+    if let Some(scenario) = scenario
+        && Scenario::load(scenario).is_ok_and(|s| s.machine.mode == Mode::Cgroup)
+    {
+        // Non-root on cgroup v2 without a delegated cgroup: again under systemd-run, if it works.
+        profiling::machine::cgroup::v2::reexec_delegated();
+    }
+    match cli.command {
+        Command::Doctor { workspace } => {
+            print!(
+                "{}",
+                profiling::doctor::render(&profiling::doctor::examine(&workspace))
+            );
+            Ok(true)
+        }
         Command::Check { scenario } => {
             let s = Scenario::load(&scenario)?;
             for phase in &s.phases {
@@ -120,9 +203,7 @@ async fn real_main() -> anyhow::Result<bool> {
             workspace,
             no_progress,
         } => {
-            let workspace = workspace
-                .canonicalize()
-                .with_context(|| format!("workspace {}", workspace.display()))?;
+            let workspace = canonical_workspace(&workspace)?;
             let outcome = run(RunOptions {
                 scenario,
                 runs_dir,
@@ -140,51 +221,14 @@ async fn real_main() -> anyhow::Result<bool> {
         }
         Command::Report { run_dirs } => report(&run_dirs),
         Command::Gate {
-            scenario,
-            baseline,
-            no_baseline,
-            replicates,
+            gate,
             update_baseline,
-            prove,
-            clean_gates,
-            fixtures,
-            runs_dir,
-            workspace,
-            no_progress,
         } => {
-            let workspace = workspace
-                .canonicalize()
-                .with_context(|| format!("workspace {}", workspace.display()))?;
-            let name = Scenario::load(&scenario)?.name;
-            let default_baseline = gate::default_baseline_path(&scenario, &name);
             // --update-baseline writes where --baseline points, else the default.
-            let baseline_file = baseline.clone().unwrap_or_else(|| default_baseline.clone());
-            let baseline = match (baseline, no_baseline || update_baseline) {
-                (_, true) => None,
-                (Some(b), _) => Some(b),
-                (None, _) => default_baseline.exists().then(|| default_baseline.clone()),
-            };
-            let options = GateOptions {
-                scenario,
-                baseline,
-                replicates,
-                runs_dir,
-                workspace,
-                progress: !no_progress,
-            };
-            if prove {
-                let fixtures = if fixtures.is_empty() {
-                    gate::FIXTURES.map(str::to_owned).to_vec()
-                } else {
-                    fixtures
-                };
-                let rows = gate::prove(&options, clean_gates, &fixtures).await?;
-                print!("{}", gate::output::prove_markdown(&rows, &options.scenario));
-                let caught = rows
-                    .iter()
-                    .all(|r| r.flagged != r.variant.starts_with("clean"));
-                return Ok(caught);
-            }
+            let baseline = gate.baseline.clone();
+            let (options, name) = gate.options(update_baseline)?;
+            let baseline_file =
+                baseline.unwrap_or_else(|| gate::default_baseline_path(&options.scenario, &name));
             let report = gate::gate(&options).await?;
             print!("{}", gate::output::terminal(&report));
             if update_baseline {
@@ -197,7 +241,39 @@ async fn real_main() -> anyhow::Result<bool> {
             }
             Ok(report.passed)
         }
+        Command::Prove {
+            gate,
+            clean_gates,
+            fixtures,
+        } => {
+            let (options, _) = gate.options(false)?;
+            let fixtures = if fixtures.is_empty() {
+                Fixture::ALL.to_vec()
+            } else {
+                fixtures
+            };
+            let rows = prove::prove(&options, clean_gates, &fixtures).await?;
+            print!("{}", prove::markdown(&rows, &options.scenario));
+            Ok(rows.iter().all(|r| r.right()))
+        }
     }
+}
+
+/// The baseline a gate compares with: `--baseline`, else the default one
+/// when it exists; none when `skip`.
+fn baseline_to_compare(
+    scenario: &Path,
+    name: &str,
+    baseline: Option<PathBuf>,
+    skip: bool,
+) -> Option<PathBuf> {
+    if skip {
+        return None;
+    }
+    baseline.or_else(|| {
+        let default = gate::default_baseline_path(scenario, name);
+        default.exists().then_some(default)
+    })
 }
 
 /// `rig report RUN` or `rig report A B`: exit 0 once the report is written.

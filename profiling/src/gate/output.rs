@@ -1,16 +1,13 @@
 //! The gate's output: a table on the terminal, `gate.md` (also appended to
-//! `$GITHUB_STEP_SUMMARY` when set), `gate.json`; for `--prove`, the
-//! detection table in `prove.md` and `prove.json`.
+//! `$GITHUB_STEP_SUMMARY` when set), `gate.json`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{Detection, GateError, GateReport, io};
+use super::{GateError, GateReport, io};
 
 pub const GATE_JSON: &str = "gate.json";
 pub const GATE_MD: &str = "gate.md";
-pub const PROVE_JSON: &str = "prove.json";
-pub const PROVE_MD: &str = "prove.md";
 
 /// Writes `gate.json` and `gate.md` into `dir`, and the step summary.
 pub fn write(report: &GateReport, dir: &Path) -> Result<(), GateError> {
@@ -27,7 +24,7 @@ pub fn write(report: &GateReport, dir: &Path) -> Result<(), GateError> {
 }
 
 /// GitHub Actions shows what is appended to this file on the run's page.
-fn append_step_summary(md: &str) {
+pub(super) fn append_step_summary(md: &str) {
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") else {
         return;
     };
@@ -201,64 +198,6 @@ pub fn markdown(report: &GateReport) -> String {
             r.oom_kills,
             r.failed_requests,
             r.run_dir.display()
-        );
-    }
-    md
-}
-
-/// `prove.md` and `prove.json`: the detection table.
-pub fn write_prove(rows: &[Detection], dir: &Path, scenario: &Path) -> Result<(), GateError> {
-    let json = serde_json::to_string_pretty(rows).map_err(std::io::Error::other);
-    std::fs::write(
-        dir.join(PROVE_JSON),
-        json.map_err(io("encoding prove.json"))? + "\n",
-    )
-    .map_err(io("writing prove.json"))?;
-    let md = prove_markdown(rows, scenario);
-    std::fs::write(dir.join(PROVE_MD), &md).map_err(io("writing prove.md"))?;
-    append_step_summary(&md);
-    Ok(())
-}
-
-pub fn prove_markdown(rows: &[Detection], scenario: &Path) -> String {
-    let mut md = String::new();
-    let fixtures: Vec<&Detection> = rows
-        .iter()
-        .filter(|r| !r.variant.starts_with("clean"))
-        .collect();
-    let cleans: Vec<&Detection> = rows
-        .iter()
-        .filter(|r| r.variant.starts_with("clean"))
-        .collect();
-    let _ = writeln!(
-        md,
-        "Detection of `{}` ({}): {} of {} fixtures flagged, {} false alarms in {} clean gates.\n",
-        scenario.display(),
-        chrono::Utc::now().format("%Y-%m-%d"),
-        fixtures.iter().filter(|r| r.flagged).count(),
-        fixtures.len(),
-        cleans.iter().filter(|r| r.flagged).count(),
-        cleans.len()
-    );
-    let _ = writeln!(md, "| build | verdicts | gate | flagged by | effect |");
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
-    for r in rows {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} |",
-            r.variant,
-            r.verdicts.join(", "),
-            if r.flagged { "FAIL" } else { "pass" },
-            if r.flagged_by.is_empty() {
-                "—".to_owned()
-            } else {
-                r.flagged_by.join("; ")
-            },
-            if r.effects.is_empty() {
-                "—".to_owned()
-            } else {
-                r.effects.join("; ")
-            }
         );
     }
     md

@@ -1,7 +1,9 @@
 //! `cgroup` mode: a fresh memory cgroup with the scenario's limit and swap
 //! off; only the server inside (the rig and loadgen stay outside, like
 //! clients on another host). cgroup v1 (this development machine) and v2
-//! (Fly VMs, most CI runners).
+//! (Fly VMs, CI runners, laptops: where the group may go is in [`v2`]).
+
+pub mod v2;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 use memstat::cgroup::{CGROUP_ROOT, Cgroup, Version};
 use tokio::process::Command;
 
+use super::local::{self, LocalMachine};
+use super::server::{BoxFuture, Launch, Server, StartError};
 use super::{Machine, MachineError, MachineInfo, Probe, is_root, read_process};
 use crate::scenario::{MachineSpec, Mode};
 use run_format::{MachineMemory, ProcessSample};
@@ -55,9 +59,14 @@ impl CgroupMachine {
             ))
         })?;
         let limit = spec.memory.0;
+        let mut notes = notes;
         let cgroup = match own.version {
             Version::V1 => create_v1(run_id, limit)?,
-            Version::V2 => create_v2(&own, run_id, limit)?,
+            Version::V2 => {
+                let created = v2::create(&own, run_id, limit)?;
+                notes.push(created.note);
+                created.cgroup
+            }
         };
         let mut machine = CgroupMachine {
             cgroup,
@@ -93,7 +102,7 @@ fn create_v1(run_id: &str, limit: u64) -> Result<Cgroup, MachineError> {
         .join(PARENT)
         .join(run_id);
     let hint =
-        (!is_root()).then(|| "creating a cgroup needs root; run the rig with sudo".to_owned());
+        (!is_root()).then(|| "creating a cgroup v1 needs root; run the rig with sudo".to_owned());
     std::fs::create_dir_all(&dir).map_err(io_err("creating cgroup", &dir, hint))?;
     let setup = || -> Result<(), MachineError> {
         write(&dir, "memory.limit_in_bytes", &limit.to_string(), None)?;
@@ -113,37 +122,6 @@ fn create_v1(run_id: &str, limit: u64) -> Result<Cgroup, MachineError> {
     })?;
     Ok(Cgroup {
         version: Version::V1,
-        dir,
-    })
-}
-
-fn create_v2(own: &Cgroup, run_id: &str, limit: u64) -> Result<Cgroup, MachineError> {
-    // Children go under our own cgroup (a delegated subtree); it must hand
-    // the memory controller down, which the kernel refuses while it holds
-    // processes itself unless it is the root.
-    let parent = own.dir.join(PARENT);
-    let hint = Some(format!(
-        "the rig needs a delegated cgroup v2 subtree with the memory controller: run it as root, or under \
-         `systemd-run --user --scope -p Delegate=yes -- rig run ...` (parent cgroup {})",
-        own.dir.display()
-    ));
-    std::fs::create_dir_all(&parent).map_err(io_err("creating cgroup", &parent, hint.clone()))?;
-    write(&own.dir, "cgroup.subtree_control", "+memory", hint.clone())?;
-    write(&parent, "cgroup.subtree_control", "+memory", hint.clone())?;
-    let dir = parent.join(run_id);
-    std::fs::create_dir(&dir).map_err(io_err("creating cgroup", &dir, hint))?;
-    let setup = || -> Result<(), MachineError> {
-        write(&dir, "memory.max", &limit.to_string(), None)?;
-        if dir.join("memory.swap.max").exists() {
-            write(&dir, "memory.swap.max", "0", None)?;
-        }
-        Ok(())
-    };
-    setup().inspect_err(|_| {
-        let _ = std::fs::remove_dir(&dir);
-    })?;
-    Ok(Cgroup {
-        version: Version::V2,
         dir,
     })
 }
@@ -195,18 +173,8 @@ impl Machine for CgroupMachine {
         }
     }
 
-    /// `sh` joins the cgroup, then execs the program: it is inside from its
-    /// first instruction, with no unsafe `pre_exec`.
-    fn command(&self, program: &Path) -> Option<Command> {
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
-            .arg(&self.cgroup.dir)
-            .arg(program);
-        if let Some(tmp) = &self.tmpfs {
-            cmd.env("TMPDIR", tmp).env("SQLITE_TMPDIR", tmp);
-        }
-        Some(cmd)
+    fn start_server<'a>(&'a self, launch: Launch<'a>) -> BoxFuture<'a, Result<Server, StartError>> {
+        Box::pin(local::start(self.command(launch.binary), launch))
     }
 
     fn probe(&self) -> Arc<dyn Probe> {
@@ -244,6 +212,22 @@ impl Machine for CgroupMachine {
         }
         self.torn_down = true;
         Ok(())
+    }
+}
+
+impl LocalMachine for CgroupMachine {
+    /// `sh` joins the cgroup, then execs the program: it is inside from its
+    /// first instruction, with no unsafe `pre_exec`.
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
+            .arg(&self.cgroup.dir)
+            .arg(program);
+        if let Some(tmp) = &self.tmpfs {
+            cmd.env("TMPDIR", tmp).env("SQLITE_TMPDIR", tmp);
+        }
+        cmd
     }
 }
 

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use tokio::process::Command;
 
+use super::local::{self, LocalMachine};
+use super::server::{BoxFuture, Launch, Server, StartError};
 use super::{Machine, MachineError, MachineInfo, Probe, read_process};
 use crate::scenario::Mode;
 use run_format::{MachineMemory, ProcessSample};
@@ -47,8 +49,8 @@ impl Machine for HostMachine {
         }
     }
 
-    fn command(&self, program: &Path) -> Option<Command> {
-        Some(Command::new(program))
+    fn start_server<'a>(&'a self, launch: Launch<'a>) -> BoxFuture<'a, Result<Server, StartError>> {
+        Box::pin(local::start(self.command(launch.binary), launch))
     }
 
     fn probe(&self) -> Arc<dyn Probe> {
@@ -63,6 +65,12 @@ impl Machine for HostMachine {
 
     fn teardown(&mut self) -> Result<(), MachineError> {
         Ok(())
+    }
+}
+
+impl LocalMachine for HostMachine {
+    fn command(&self, program: &Path) -> Command {
+        Command::new(program)
     }
 }
 

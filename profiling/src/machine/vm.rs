@@ -6,7 +6,11 @@
 //! - [`assets`]: the agent binary, the kernel and initramfs (built by
 //!   `scripts/vm-assets.sh` from Debian packages, cached), the run's disk.
 //! - [`qemu`]: KVM or TCG, the qemu command line.
-//! - [`guest`]: a booted guest: its console, its agent, its end.
+//! - [`boot`]: booting a guest with the server inside, step by step.
+//! - [`guest`]: a booted guest: waiting for its end, stopping it.
+//! - [`shared`]: the guest's facts ([`VmInfo`]) and its streams' news,
+//!   shared by the machine, its probe and the guest.
+//! - [`streams`]: the console and the agent's stream, read into [`shared`].
 //! - [`agent`]: the agent's sample stream, parsed.
 //! - [`console`]: OOM kills and panics on the guest kernel's console.
 //!
@@ -17,33 +21,29 @@
 
 pub mod agent;
 pub mod assets;
+pub mod boot;
 pub mod console;
 pub mod guest;
 pub mod qemu;
+pub mod shared;
+mod streams;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::process::Command;
 
+use super::server::{BoxFuture, Launch, Server, StartError};
 use super::{Machine, MachineError, MachineInfo, OomKill, Probe, Setup};
 use crate::scenario::{MachineSpec, Mode};
-use guest::Shared;
 use memstat::system::SystemMemory;
 use run_format::{FileSizes, MachineMemory, ProcessSample};
-
-pub use guest::Guest;
+use shared::Shared;
 
 /// The Debian packages vm mode needs on the host.
 pub const APT_LINE: &str =
     "apt-get install -y qemu-system-x86 busybox-static cpio e2fsprogs binutils";
-
-/// Below this a Debian kernel with the server does not boot usefully.
-const MIN_MEMORY: u64 = 96 << 20;
-/// The data disk holds the database and its reserve file.
-const MIN_DISK: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
@@ -53,32 +53,8 @@ pub enum VmError {
     Setup(String),
 }
 
-/// The scenario's `[machine]` makes sense for a guest.
-pub fn check_spec(spec: &MachineSpec) -> Result<(), String> {
-    if spec.memory.0 < MIN_MEMORY {
-        return Err(format!(
-            "machine.memory {} is below {} MiB, too small to boot the guest",
-            spec.memory,
-            MIN_MEMORY >> 20
-        ));
-    }
-    if !(1..=64).contains(&spec.cpus) {
-        return Err(format!("machine.cpus {} must be 1 to 64", spec.cpus));
-    }
-    if spec.disk.0 < MIN_DISK {
-        return Err(format!(
-            "machine.disk {} is below {} MiB",
-            spec.disk,
-            MIN_DISK >> 20
-        ));
-    }
-    if spec.tmpfs.is_some() {
-        return Err("machine.tmpfs does not apply to vm mode: the guest's /tmp is already a tmpfs in its RAM".into());
-    }
-    Ok(())
-}
-
-/// What `meta.json` records about the guest (under `machine.vm`).
+/// The guest's facts: what `meta.json` records under `machine.vm`. Set when
+/// the machine opens, filled in as the guest boots, runs and ends.
 #[derive(Debug, Clone, Serialize)]
 pub struct VmInfo {
     /// `kvm` or `tcg`.
@@ -109,30 +85,51 @@ pub struct VmInfo {
     pub console_log: Option<PathBuf>,
 }
 
+impl VmInfo {
+    /// Before the guest boots.
+    pub fn new(
+        spec: &MachineSpec,
+        accel: qemu::Accel,
+        accel_reason: String,
+        assets: &assets::Assets,
+    ) -> VmInfo {
+        VmInfo {
+            accel,
+            accel_reason,
+            timings_comparable: accel == qemu::Accel::Kvm,
+            memory_bytes: spec.memory.0,
+            cpus: spec.cpus,
+            disk_bytes: spec.disk.0,
+            kernel: assets.kernel_version.clone(),
+            initramfs: assets.initramfs.clone(),
+            guest_mem_total_bytes: None,
+            qemu_pid: None,
+            server_pid: None,
+            host_port: None,
+            debug_host_port: None,
+            boot_seconds: None,
+            shutdown: None,
+            console_log: None,
+        }
+    }
+}
+
 pub struct VmMachine {
-    memory: u64,
-    cpus: u32,
-    disk: u64,
-    qemu: PathBuf,
-    accel: qemu::Accel,
-    accel_reason: String,
-    assets: assets::Assets,
-    workspace: PathBuf,
-    scratch: PathBuf,
-    interval: Duration,
+    boot: boot::Boot,
     notes: Vec<String>,
     shared: Arc<Shared>,
 }
 
 impl VmMachine {
     /// Checks the host, builds the agent and the guest's assets (cached),
-    /// picks the accelerator. The guest boots with the server, in [`VmMachine::start`].
+    /// picks the accelerator. The guest boots with the server, in
+    /// [`Machine::start_server`].
     pub fn open(
         spec: &MachineSpec,
         setup: &Setup<'_>,
         mut notes: Vec<String>,
     ) -> Result<VmMachine, VmError> {
-        check_spec(spec).map_err(VmError::Setup)?;
+        spec.check_vm().map_err(VmError::Setup)?;
         let (Some(workspace), Some(server)) = (setup.workspace, setup.server_binary) else {
             return Err(VmError::Setup(
                 "the workspace and the server binary are needed to build the guest".into(),
@@ -147,87 +144,49 @@ impl VmMachine {
                 "qemu TCG (software emulation, {accel_reason}): durations and rates are not comparable to native runs"
             ));
         }
+        let info = VmInfo::new(spec, accel, accel_reason, &assets);
         Ok(VmMachine {
-            memory: spec.memory.0,
-            cpus: spec.cpus,
-            disk: spec.disk.0,
-            qemu,
-            accel,
-            accel_reason,
-            assets,
-            workspace: workspace.to_owned(),
-            scratch: setup.scratch.to_owned(),
-            interval: setup.interval,
+            boot: boot::Boot {
+                qemu,
+                accel,
+                memory: spec.memory.0,
+                cpus: spec.cpus,
+                disk: spec.disk.0,
+                assets,
+                workspace: workspace.to_owned(),
+                scratch: setup.scratch.to_owned(),
+                interval: setup.interval,
+            },
             notes,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared::new(info)),
         })
-    }
-
-    /// Boots the guest with the server inside (see [`guest::Guest::boot`]).
-    pub async fn start(
-        &self,
-        extra_args: &[String],
-        log: &Path,
-        secret: &str,
-    ) -> Result<crate::target::Server, crate::target::TargetError> {
-        let boot = guest::Boot {
-            qemu: &self.qemu,
-            accel: self.accel,
-            memory: self.memory,
-            cpus: self.cpus,
-            disk: self.disk,
-            assets: &self.assets,
-            workspace: &self.workspace,
-            scratch: &self.scratch,
-            interval: self.interval,
-        };
-        guest::Guest::boot(&boot, Arc::clone(&self.shared), extra_args, log, secret).await
     }
 }
 
 impl Machine for VmMachine {
     fn info(&self) -> MachineInfo {
-        let facts = self.shared.facts();
-        let mem_total = self.shared.latest_meminfo().map(|m| m.mem_total_bytes);
+        let vm = self.shared.info();
         MachineInfo {
             mode: Mode::Vm,
-            limit_bytes: Some(mem_total.unwrap_or(self.memory)),
+            limit_bytes: Some(vm.guest_mem_total_bytes.unwrap_or(vm.memory_bytes)),
             memory_source: "guest-meminfo".into(),
             cgroup_path: None,
             tmpfs: None,
             notes: self.notes.clone(),
-            vm: Some(VmInfo {
-                accel: self.accel,
-                accel_reason: self.accel_reason.clone(),
-                timings_comparable: self.accel == qemu::Accel::Kvm,
-                memory_bytes: self.memory,
-                cpus: self.cpus,
-                disk_bytes: self.disk,
-                kernel: facts
-                    .kernel
-                    .unwrap_or_else(|| self.assets.kernel_version.clone()),
-                initramfs: self.assets.initramfs.clone(),
-                guest_mem_total_bytes: mem_total,
-                qemu_pid: facts.qemu_pid,
-                server_pid: facts.server_pid,
-                host_port: facts.host_port,
-                debug_host_port: facts.debug_host_port,
-                boot_seconds: facts.boot_seconds,
-                shutdown: facts.shutdown,
-                console_log: facts.console_log,
-            }),
+            vm: Some(vm),
         }
     }
 
-    /// The server runs inside the guest, not as a local process.
-    fn command(&self, _program: &Path) -> Option<Command> {
-        None
+    /// Boots the guest with the server inside ([`boot::Boot::boot`]): the
+    /// binary is in its initramfs, the database on its disk.
+    fn start_server<'a>(&'a self, launch: Launch<'a>) -> BoxFuture<'a, Result<Server, StartError>> {
+        Box::pin(self.boot.boot(Arc::clone(&self.shared), launch))
     }
 
     fn probe(&self) -> Arc<dyn Probe> {
         Arc::new(VmProbe {
             shared: Arc::clone(&self.shared),
-            fresh: fresh_within(self.interval),
+            fresh: fresh_within(self.boot.interval),
         })
     }
 
@@ -237,10 +196,6 @@ impl Machine for VmMachine {
 
     fn oom_kill_log(&self) -> Vec<OomKill> {
         self.shared.oom_kill_log()
-    }
-
-    fn vm(&self) -> Option<&VmMachine> {
-        Some(self)
     }
 
     /// Kills a guest left running (the run failed before stopping it).
@@ -316,9 +271,4 @@ impl Probe for VmProbe {
     fn server_stats(&self) -> Option<run_format::ServerStats> {
         self.latest().ok()?.stats
     }
-}
-
-/// Seconds since `start`, for the records.
-fn seconds_since(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64()
 }

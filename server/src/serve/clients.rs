@@ -24,8 +24,12 @@ use crate::client::client_key;
 /// to hold memory stall for far longer.
 pub const MIN_STALL_TO_CUT: Duration = Duration::from_secs(5);
 /// A connection idle for less than this is not closed to make room: a
-/// client that just connected (or just got an answer) is about to send.
+/// client that just connected is about to send.
 pub const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
+/// The same for a keep-alive connection that has been answered: its client
+/// may already be sending its next request, which a close would reset (the
+/// HTTP/1 keep-alive race), so sockets that never sent a request go first.
+pub const MIN_KEEP_ALIVE_IDLE_TO_EVICT: Duration = Duration::from_secs(5);
 
 /// Counts per client address, each entry removed when its count drops to
 /// zero: the map never holds more addresses than there are slots in use.
@@ -89,6 +93,8 @@ impl Drop for ClientSlot {
 #[derive(Default)]
 pub struct Activity {
     requests: AtomicUsize,
+    /// Whether a request has been answered on it (a keep-alive client).
+    answered: std::sync::atomic::AtomicBool,
     /// When it last became idle, in µs of the table's clock.
     idle_since: AtomicU64,
     /// Whether the request in flight waits on its client's body bytes.
@@ -104,6 +110,7 @@ pub struct Busy {
 impl Drop for Busy {
     fn drop(&mut self) {
         self.activity.idle_since.store(self.table.tick(), Relaxed);
+        self.activity.answered.store(true, Relaxed);
         self.activity.requests.fetch_sub(1, Relaxed);
     }
 }
@@ -191,19 +198,26 @@ impl Connections {
         }
     }
 
-    /// Closes the connection idle the longest; false if none is idle.
+    /// Closes an idle connection: one that never sent a request first, the
+    /// longest idle first; false if none is idle long enough.
     pub fn evict_idle(&self) -> bool {
         let open = self.lock();
+        let now = self.tick();
         let oldest = open
             .values()
             .filter(|(a, token)| a.requests.load(Relaxed) == 0 && !token.is_cancelled())
             .filter(|(a, _)| {
                 // A fresh connection gets a moment to send its request:
                 // otherwise a flood of reconnecting sockets evicts newcomers.
-                let idle_us = self.tick().saturating_sub(a.idle_since.load(Relaxed));
-                idle_us >= MIN_IDLE_TO_EVICT.as_micros() as u64
+                let idle_us = now.saturating_sub(a.idle_since.load(Relaxed));
+                let min = if a.answered.load(Relaxed) {
+                    MIN_KEEP_ALIVE_IDLE_TO_EVICT
+                } else {
+                    MIN_IDLE_TO_EVICT
+                };
+                idle_us >= min.as_micros() as u64
             })
-            .min_by_key(|(a, _)| a.idle_since.load(Relaxed));
+            .min_by_key(|(a, _)| (a.answered.load(Relaxed), a.idle_since.load(Relaxed)));
         match oldest {
             Some((_, token)) => {
                 token.cancel();
@@ -266,6 +280,19 @@ mod tests {
     }
 
     #[test]
+    fn sockets_that_never_sent_a_request_go_before_keep_alive_ones() {
+        let table = Connections::new();
+        let keep_alive = table.register();
+        drop(table.busy(&keep_alive.activity));
+        let silent = table.register();
+        std::thread::sleep(MIN_KEEP_ALIVE_IDLE_TO_EVICT);
+        assert!(table.evict_idle());
+        assert!(silent.evicted.is_cancelled() && !keep_alive.evicted.is_cancelled());
+        assert!(table.evict_idle());
+        assert!(keep_alive.evicted.is_cancelled());
+    }
+
+    #[test]
     fn the_longest_idle_connection_is_evicted_never_a_busy_one() {
         let table = Connections::new();
         let first = table.register();
@@ -279,6 +306,11 @@ mod tests {
         assert!(!table.evict_idle(), "the only other one is busy");
         drop(busy);
         std::thread::sleep(MIN_IDLE_TO_EVICT);
+        assert!(
+            !table.evict_idle(),
+            "an answered keep-alive connection may be sending its next request"
+        );
+        std::thread::sleep(MIN_KEEP_ALIVE_IDLE_TO_EVICT - MIN_IDLE_TO_EVICT);
         assert!(table.evict_idle());
         assert!(first.evicted.is_cancelled());
         drop((first, second));
