@@ -9,7 +9,9 @@
 //! them (more are refused with 429 at once); when all slots are taken an
 //! idle connection is closed to make room (sockets that never sent a
 //! request before keep-alive ones, the longest idle first), else the request
-//! stalled longest on its client (≥ [`MIN_STALL_TO_CUT`]) is cut. A new
+//! stalled longest on its client (≥ [`MIN_STALL_TO_CUT`]) is cut; for a
+//! client holding fewer connections than another, that other client's
+//! silent sockets and stalled requests go much sooner (`clients.rs`). A new
 //! connection waits for a slot on its own task (never in the accept loop,
 //! where one waiting attacker would hold up everyone queued behind it), and
 //! freed slots go to the waiting client that holds fewest (`fair_share.rs`),
@@ -154,12 +156,12 @@ pub async fn serve(
                 continue;
             }
         };
-        table.make_room();
+        table.make_room(client);
         let (table, ready_tx) = (Arc::clone(&table), ready_tx.clone());
         let deadline = tokio::time::Instant::now() + limits.header_timeout;
         tokio::spawn(async move {
             match waiting
-                .wait(deadline, EVICT_RETRY, || table.make_room())
+                .wait(deadline, EVICT_RETRY, || table.make_room(client))
                 .await
             {
                 Some(slot) => {
@@ -200,7 +202,7 @@ struct Connection {
 impl Connection {
     /// Serves `stream` on its own task, holding its slots until it ends.
     fn spawn(&self, stream: TcpStream, peer: SocketAddr, slot: Share, client: Option<ClientSlot>) {
-        let entry = self.table.register();
+        let entry = self.table.register(Client::of(peer.ip()));
         let service = ConnService {
             router: self.router.clone(),
             peer,

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::min_rate::Stall;
 use crate::budget::Relief;
-use crate::client::client_key;
+use crate::client::{Client, client_key};
 
 /// A request stalled on its client for at least this long may be cut when
 /// the connection slots or the memory budget run out and nothing idle is
@@ -30,6 +30,14 @@ pub const MIN_IDLE_TO_EVICT: Duration = Duration::from_secs(1);
 /// may already be sending its next request, which a close would reset (the
 /// HTTP/1 keep-alive race), so sockets that never sent a request go first.
 pub const MIN_KEEP_ALIVE_IDLE_TO_EVICT: Duration = Duration::from_secs(5);
+/// For a connection waiting while another client holds more connections than
+/// its own (by two or more), that client's sockets that never sent a request
+/// go after this long, and its requests stalled on their bodies after
+/// [`GREEDY_MIN_STALL_TO_CUT`]: a newcomer next to a flood gets a slot within
+/// about a second, not after the flood's stalls reach [`MIN_STALL_TO_CUT`].
+pub const GREEDY_MIN_IDLE_TO_EVICT: Duration = Duration::from_millis(250);
+/// See [`GREEDY_MIN_IDLE_TO_EVICT`].
+pub const GREEDY_MIN_STALL_TO_CUT: Duration = Duration::from_secs(1);
 
 /// Counts per client address, each entry removed when its count drops to
 /// zero: the map never holds more addresses than there are slots in use.
@@ -90,15 +98,48 @@ impl Drop for ClientSlot {
 }
 
 /// What one connection is doing, shared with its service.
-#[derive(Default)]
 pub struct Activity {
+    /// Whose connection it is.
+    client: Client,
     requests: AtomicUsize,
     /// Whether a request has been answered on it (a keep-alive client).
-    answered: std::sync::atomic::AtomicBool,
+    answered: AtomicBool,
     /// When it last became idle, in µs of the table's clock.
     idle_since: AtomicU64,
     /// Whether the request in flight waits on its client's body bytes.
     pub stall: Arc<Stall>,
+}
+
+/// How a connection may be reclaimed for a client holding less, least
+/// harm first (the larger the better).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reclaim {
+    /// A request stalled on its client's body: cutting it loses the upload.
+    Stalled,
+    /// A keep-alive connection between requests.
+    KeepAlive,
+    /// A socket that never sent a request: nothing is lost.
+    Silent,
+}
+
+impl Activity {
+    /// Whether and how this connection may go for a client holding less,
+    /// and for how long (µs) it has been idle or stalled.
+    fn reclaimable(&self, now: u64) -> Option<(Reclaim, u64)> {
+        let at_least = |since: Duration, min: Duration| since >= min;
+        if self.requests.load(Relaxed) > 0 {
+            let stalled = self.stall.stalled_for()?;
+            return at_least(stalled, GREEDY_MIN_STALL_TO_CUT)
+                .then_some((Reclaim::Stalled, stalled.as_micros() as u64));
+        }
+        let idle_us = now.saturating_sub(self.idle_since.load(Relaxed));
+        let idle = Duration::from_micros(idle_us);
+        if self.answered.load(Relaxed) {
+            at_least(idle, MIN_KEEP_ALIVE_IDLE_TO_EVICT).then_some((Reclaim::KeepAlive, idle_us))
+        } else {
+            at_least(idle, GREEDY_MIN_IDLE_TO_EVICT).then_some((Reclaim::Silent, idle_us))
+        }
+    }
 }
 
 /// Marks a connection busy until dropped (when the response body is done).
@@ -140,10 +181,15 @@ impl Connections {
         })
     }
 
-    pub fn register(self: &Arc<Self>) -> Registered {
+    pub fn register(self: &Arc<Self>, client: Client) -> Registered {
         let id = self.next_id.fetch_add(1, Relaxed);
-        let activity = Arc::new(Activity::default());
-        activity.idle_since.store(self.tick(), Relaxed);
+        let activity = Arc::new(Activity {
+            client,
+            requests: AtomicUsize::new(0),
+            answered: AtomicBool::new(false),
+            idle_since: AtomicU64::new(self.tick()),
+            stall: Arc::default(),
+        });
         let evicted = CancellationToken::new();
         self.lock()
             .insert(id, (Arc::clone(&activity), evicted.clone()));
@@ -188,13 +234,46 @@ impl Connections {
         }
     }
 
-    /// Closes the connection idle the longest, else cuts the request
-    /// stalled longest (≥ [`MIN_STALL_TO_CUT`]), for a connection waiting
-    /// for a slot. Each waiting connection asks every 100 ms, so as many
-    /// go as there are waiting.
-    pub fn make_room(&self) {
+    /// Makes room for a connection of `waiting` that waits for a slot:
+    /// first from a client holding more connections than `waiting`'s
+    /// ([`GREEDY_MIN_IDLE_TO_EVICT`]), else closes the connection idle the
+    /// longest, else cuts the request stalled longest (≥
+    /// [`MIN_STALL_TO_CUT`]). Each waiting connection asks every 100 ms, so
+    /// as many go as there are waiting.
+    pub fn make_room(&self, waiting: Client) {
+        if self.reclaim_from_greedier(waiting) {
+            return;
+        }
         if !self.evict_idle() && self.cut_stalled(MIN_STALL_TO_CUT) {
             tracing::info!("all connections busy: cut the request stalled longest on its client");
+        }
+    }
+
+    /// Closes a connection of a client that holds at least two more than
+    /// `waiting`: a socket that never sent a request (idle ≥
+    /// [`GREEDY_MIN_IDLE_TO_EVICT`]), else an answered keep-alive one (idle
+    /// ≥ [`MIN_KEEP_ALIVE_IDLE_TO_EVICT`], as always), else a request stalled
+    /// on its body (≥ [`GREEDY_MIN_STALL_TO_CUT`]); the greediest client's
+    /// first. False if none qualifies.
+    pub fn reclaim_from_greedier(&self, waiting: Client) -> bool {
+        let open = self.lock();
+        let mut held: HashMap<Client, usize> = HashMap::new();
+        for (a, _) in open.values() {
+            *held.entry(a.client).or_insert(0) += 1;
+        }
+        let own = held.get(&waiting).copied().unwrap_or(0);
+        let now = self.tick();
+        let victim = open
+            .values()
+            .filter(|(a, token)| !token.is_cancelled() && held[&a.client] > own + 1)
+            .filter_map(|(a, token)| Some((a.reclaimable(now)?, held[&a.client], token)))
+            .max_by_key(|((kind, age), count, _)| (*kind, *count, *age));
+        match victim {
+            Some((_, _, token)) => {
+                token.cancel();
+                true
+            }
+            None => false,
         }
     }
 
@@ -279,12 +358,58 @@ mod tests {
         assert!(per.acquire("::ffff:192.0.2.1".parse().unwrap()).is_none());
     }
 
+    fn client(n: u8) -> Client {
+        Client::of(IpAddr::from([10, 0, 0, n]))
+    }
+
+    #[test]
+    fn a_client_holding_two_more_loses_a_silent_socket_or_a_stalled_request_first() {
+        let table = Connections::new();
+        let (greedy, modest, newcomer) = (client(1), client(2), client(3));
+        let silent: Vec<_> = (0..2).map(|_| table.register(greedy)).collect();
+        let stalled = table.register(greedy);
+        let _request = table.busy(&stalled.activity);
+        let modest_one = table.register(modest);
+        assert!(
+            !table.reclaim_from_greedier(newcomer),
+            "every socket connected just now"
+        );
+        std::thread::sleep(GREEDY_MIN_IDLE_TO_EVICT);
+        assert!(
+            !table.reclaim_from_greedier(greedy),
+            "nobody holds more than it"
+        );
+        assert!(table.reclaim_from_greedier(newcomer));
+        assert_eq!(
+            silent.iter().filter(|s| s.evicted.is_cancelled()).count(),
+            1
+        );
+        assert!(table.reclaim_from_greedier(newcomer));
+        assert!(silent.iter().all(|s| s.evicted.is_cancelled()));
+        assert!(
+            !table.reclaim_from_greedier(newcomer),
+            "the busy request is not stalled, and one connection is no more than the newcomer's + 1"
+        );
+        stalled
+            .activity
+            .stall
+            .set(Some(tokio::time::Instant::now() - GREEDY_MIN_STALL_TO_CUT));
+        drop(silent);
+        assert!(
+            !table.reclaim_from_greedier(newcomer),
+            "one connection left each: nobody holds two more"
+        );
+        let _more: Vec<_> = (0..2).map(|_| table.register(greedy)).collect();
+        assert!(table.reclaim_from_greedier(newcomer));
+        assert!(stalled.evicted.is_cancelled() && !modest_one.evicted.is_cancelled());
+    }
+
     #[test]
     fn sockets_that_never_sent_a_request_go_before_keep_alive_ones() {
         let table = Connections::new();
-        let keep_alive = table.register();
+        let keep_alive = table.register(client(1));
         drop(table.busy(&keep_alive.activity));
-        let silent = table.register();
+        let silent = table.register(client(1));
         std::thread::sleep(MIN_KEEP_ALIVE_IDLE_TO_EVICT);
         assert!(table.evict_idle());
         assert!(silent.evicted.is_cancelled() && !keep_alive.evicted.is_cancelled());
@@ -295,9 +420,9 @@ mod tests {
     #[test]
     fn the_longest_idle_connection_is_evicted_never_a_busy_one() {
         let table = Connections::new();
-        let first = table.register();
+        let first = table.register(client(1));
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let second = table.register();
+        let second = table.register(client(1));
         let busy = table.busy(&first.activity);
         assert!(!table.evict_idle(), "both connected just now");
         std::thread::sleep(MIN_IDLE_TO_EVICT);

@@ -55,7 +55,7 @@ impl Stall {
         self.lock().map(|since| since.elapsed())
     }
 
-    fn set(&self, since: Option<Instant>) {
+    pub(super) fn set(&self, since: Option<Instant>) {
         *self.lock() = since;
     }
 
