@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-
 use crate::scenario::ServerSpec;
 
 #[derive(Debug, thiserror::Error)]
