@@ -1,0 +1,94 @@
+//! Heap profiles during a run, end to end: a debug share-server built with
+//! `jemalloc-prof`, a small upload, `heap_profiles = "peak"`; the profiles
+//! are saved under `heap/`, listed in `meta.json`, and name the server's code.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod common;
+
+use common::workspace;
+
+use profiling::heap::HeapProfiling;
+use profiling::run::{RunOptions, run};
+use profiling::scenario::ServerSpec;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_heap_profiles_saves_profiles_that_name_the_server() {
+    let root = nix::unistd::Uid::effective().is_root();
+    let mode = if root { "cgroup" } else { "none" };
+    let spec = ServerSpec {
+        heap_profiles: HeapProfiling::Peak,
+        ..ServerSpec::default()
+    };
+    let binary = profiling::target::build_debug_with(&spec, &workspace()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("heap.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"
+            name = "heap"
+            [machine]
+            mode = "{mode}"
+            memory = "256MiB"
+            [server]
+            binary = "{}"
+            [[phases]]
+            name = "upload"
+            # Longer than the rate limit: a peak within it is taken once it ends.
+            pause_after = "2500ms"
+            [phases.loadgen]
+            scenario = "upload"
+            users = 2
+            iterations = 1
+            size = "40MB"
+            "#,
+            binary.display()
+        ),
+    )
+    .unwrap();
+    let outcome = run(RunOptions {
+        scenario,
+        runs_dir: dir.path().join("runs"),
+        workspace: workspace(),
+        progress: false,
+        // The command line's override turns them on (the file does not).
+        heap_profiles: Some(HeapProfiling::Peak),
+        regression: None,
+    })
+    .await
+    .unwrap();
+    assert!(outcome.passed, "{outcome:#?}");
+
+    let run_dir = &outcome.run_dir;
+    let meta: run_format::Meta =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta.server.allocator, "jemalloc-prof");
+    let heap = meta.heap_profiles.expect("meta.json lists heap_profiles");
+    assert_eq!(heap.setting, "peak");
+    assert_eq!(heap.failures, 0, "{:?}", heap.failure_examples);
+    assert!(!heap.profiles.is_empty(), "no profile taken");
+    // The rate limit holds.
+    for w in heap.profiles.windows(2) {
+        assert!(
+            w[1].t_ms - w[0].t_ms >= heap.min_gap_ms,
+            "{:?}",
+            heap.profiles
+        );
+    }
+    for p in &heap.profiles {
+        let gz = std::fs::read(run_dir.join(&p.file)).unwrap();
+        assert!(gz.starts_with(&[0x1f, 0x8b]), "{} is gzip", p.file);
+        assert_eq!(gz.len() as u64, p.bytes);
+    }
+    eprintln!(
+        "{} profiles, fetch ms {:?}, sizes {:?}",
+        heap.profiles.len(),
+        heap.profiles.iter().map(|p| p.fetch_ms).collect::<Vec<_>>(),
+        heap.profiles.iter().map(|p| p.bytes).collect::<Vec<_>>()
+    );
+    let scenario_as_run = std::fs::read_to_string(run_dir.join("scenario.toml")).unwrap();
+    assert!(
+        scenario_as_run.contains("heap_profiles = \"peak\""),
+        "{scenario_as_run}"
+    );
+}
