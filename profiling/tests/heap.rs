@@ -10,6 +10,7 @@ use common::workspace;
 use profiling::heap::HeapProfiling;
 use profiling::run::{RunOptions, run};
 use profiling::scenario::ServerSpec;
+use reports::heap::SiteKind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_with_heap_profiles_saves_profiles_that_name_the_server() {
@@ -91,4 +92,35 @@ async fn a_run_with_heap_profiles_saves_profiles_that_name_the_server() {
         scenario_as_run.contains("heap_profiles = \"peak\""),
         "{scenario_as_run}"
     );
+
+    // The peak profile decodes and names the server's code.
+    let peak = heap.at_peak().unwrap();
+    let stacks = reports::heap::pprof::read(&run_dir.join(&peak.file)).unwrap();
+    let ours = stacks
+        .iter()
+        .flat_map(|s| &s.frames)
+        .find(|f| f.name.contains("share_server::"));
+    assert!(
+        ours.is_some(),
+        "no share_server:: frame in {}: {stacks:#?}",
+        peak.file
+    );
+
+    // The report lists the top sites at the peak, the server's among them.
+    let summary = reports::report(run_dir).unwrap();
+    let sites = summary.heap.as_ref().unwrap();
+    assert_eq!(sites.profile, peak.file);
+    assert!(sites.error.is_none(), "{sites:?}");
+    assert!(
+        sites.sites.iter().any(|s| s.kind == SiteKind::Server),
+        "{sites:#?}"
+    );
+    eprintln!("{}", reports::summary::heap_markdown(sites));
+    let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(
+        md.contains("Heap at the peak") && md.contains("share_server::"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("Heap at the peak") && html.contains("share_server::"));
 }

@@ -13,6 +13,7 @@
 //! - [`suspects`]: slopes against the bytes uploaded; the leak signature.
 //! - [`drift`]: slopes against time (MiB per hour) for soaks.
 //! - [`verdict`]: crash, pressure, bloat or healthy, with reasons.
+//! - [`heap`]: the heap profile at the peak: top allocation sites, the server's and SQLite's.
 //! - [`analysis`]: all of the above for one run.
 //! - [`plot`]: the three-panel figure, SVG and PNG.
 //! - [`html`], [`summary`]: `report.html` (askama templates in `templates/`),
@@ -24,6 +25,7 @@ pub mod compare;
 pub mod correlate;
 pub mod drift;
 mod error;
+pub mod heap;
 pub mod html;
 pub mod load;
 pub mod plot;
