@@ -1,7 +1,9 @@
 //! Heap profiles during a run (`[server] heap_profiles`): the server is built
 //! with `jemalloc-prof`, and this task fetches `/debug/pprof/heap` right after
 //! each new peak of the allocator's resident bytes (seen in the sampler's
-//! samples) and, if set, every interval; at most one profile per [`MIN_GAP`].
+//! samples) and, if set, every interval; at most one profile per [`MIN_GAP`],
+//! unless the heap jumped by [`JUMP`] since the last one: a spike shorter than
+//! the gap would be gone when it ends.
 //! Profiles go to `heap/<t_ms>.pb.gz` in the run directory, listed in
 //! `meta.json` ([`run_format::HeapProfiles`]).
 //!
@@ -25,6 +27,9 @@ use run_format::heap::{self, HeapProfile, HeapProfiles, Trigger};
 /// The least time between two profiles: a rising heap makes a new peak at
 /// almost every sample.
 pub const MIN_GAP: Duration = Duration::from_secs(2);
+/// A new peak this far (or a quarter) above the last profile's is taken at
+/// once; so at most one such profile per 16 MiB of growth.
+pub const JUMP: u64 = 16 << 20;
 /// A dump of a big heap with symbols can take seconds.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failure reasons kept in `meta.json`.
@@ -160,7 +165,7 @@ impl HeapProfiler {
         });
         let (mut peak, mut resident) = (0u64, None);
         let mut due: Option<Trigger> = None;
-        let mut last: Option<Instant> = None;
+        let mut last: Option<(Instant, Option<u64>)> = None;
         loop {
             let tick = async {
                 match ticker.as_mut() {
@@ -185,9 +190,9 @@ impl HeapProfiler {
             }
             // A peak inside the gap is taken when the gap ends, not dropped.
             if let Some(trigger) = due
-                && last.is_none_or(|t| t.elapsed() >= MIN_GAP)
+                && take_now(last, resident)
             {
-                last = Some(Instant::now());
+                last = Some((Instant::now(), resident));
                 due = None;
                 match self.take(&http, trigger, resident).await {
                     Ok(profile) => taken.profiles.push(profile),
@@ -241,6 +246,19 @@ impl HeapProfiler {
     }
 }
 
+/// Whether a due profile is taken now: the gap since the `last` one (its
+/// time and resident bytes) has passed, or the heap jumped since it.
+fn take_now(last: Option<(Instant, Option<u64>)>, resident: Option<u64>) -> bool {
+    let Some((at, last_resident)) = last else {
+        return true;
+    };
+    let jumped = match (last_resident, resident) {
+        (Some(before), Some(now)) => now >= before + JUMP.max(before / 4),
+        _ => false,
+    };
+    jumped || at.elapsed() >= MIN_GAP
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +277,21 @@ mod tests {
         assert!("1s".parse::<HeapProfiling>().is_err(), "below the gap");
         assert!("often".parse::<HeapProfiling>().is_err());
         assert!(!HeapProfiling::default().is_on());
+    }
+
+    #[test]
+    fn a_jump_skips_the_gap() {
+        let just_now = Some((Instant::now(), Some(40 << 20)));
+        assert!(take_now(None, Some(1)));
+        assert!(
+            !take_now(just_now, Some(50 << 20)),
+            "within the gap, +10 MiB"
+        );
+        assert!(take_now(just_now, Some(56 << 20)), "+16 MiB");
+        let big = Some((Instant::now(), Some(200 << 20)));
+        assert!(!take_now(big, Some(240 << 20)), "+20 % of 200 MiB");
+        assert!(take_now(big, Some(250 << 20)), "+25 %");
+        assert!(!take_now(Some((Instant::now(), None)), Some(1 << 30)));
     }
 
     #[test]
