@@ -122,6 +122,11 @@ async fn a_run_with_heap_profiles_saves_profiles_that_name_the_server() {
         md.contains("Heap at the peak") && md.contains("share_server::"),
         "{md}"
     );
+    // And its flame graph, shown in the page.
+    assert_eq!(sites.flame_graph.as_deref(), Some("heap-peak.svg"));
+    let flame = std::fs::read_to_string(run_dir.join("heap-peak.svg")).unwrap();
+    assert!(flame.contains("<svg") && flame.contains("share_server::"));
     let html = std::fs::read_to_string(run_dir.join("report.html")).unwrap();
+    assert!(html.contains("src=\"heap-peak.svg\""));
     assert!(html.contains("Heap at the peak") && html.contains("share_server::"));
 }

@@ -10,6 +10,7 @@
 //! `malloc` wrappers. Sizes are jemalloc's sampled estimates: one sample per
 //! 512 KiB allocated on average, so sites under about a MiB are noise.
 
+pub mod flame;
 pub mod pprof;
 
 use std::collections::HashMap;
@@ -44,6 +45,9 @@ pub struct HeapSummary {
     pub sites: Vec<Site>,
     /// Why the profile could not be read (then no sites).
     pub error: Option<String>,
+    /// Its flame graph's file in the run directory, once written.
+    #[serde(default)]
+    pub flame_graph: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +81,7 @@ pub fn at_peak(run_dir: &Path, heap: Option<&HeapProfiles>) -> Option<HeapSummar
         profiles: heap.profiles.len(),
         sites: Vec::new(),
         error: None,
+        flame_graph: None,
     };
     match pprof::read(&run_dir.join(&peak.file)) {
         Ok(stacks) => {
@@ -86,6 +91,22 @@ pub fn at_peak(run_dir: &Path, heap: Option<&HeapProfiles>) -> Option<HeapSummar
         Err(e) => summary.error = Some(e.to_string()),
     }
     Some(summary)
+}
+
+/// Draws the peak profile's flame graph into `run_dir` and records it in
+/// `heap` (or why not, in `error`).
+pub fn write_flame_graph(run_dir: &Path, heap: &mut HeapSummary) {
+    if heap.error.is_some() {
+        return;
+    }
+    let title = format!("Heap at the peak: {} at {:.1} s", heap.profile, heap.at_s);
+    let drawn = pprof::read(&run_dir.join(&heap.profile))
+        .map_err(|e| e.to_string())
+        .and_then(|stacks| flame::write(&stacks, &title, run_dir));
+    match drawn {
+        Ok(()) => heap.flame_graph = Some(flame::FLAME_SVG.into()),
+        Err(e) => heap.error = Some(e),
+    }
 }
 
 /// The top `n` sites by exclusive bytes (then inclusive).

@@ -89,6 +89,7 @@ struct ReportPage<'a> {
 struct HeapView {
     text: String,
     profile: String,
+    flame_graph: Option<String>,
     sites: Vec<SiteRow>,
 }
 
@@ -294,6 +295,7 @@ fn heap_view(h: &HeapSummary) -> HeapView {
     HeapView {
         text: summary::heap_text(h).replace('`', ""),
         profile: h.profile.clone(),
+        flame_graph: h.flame_graph.clone(),
         sites: h
             .sites
             .iter()

@@ -48,7 +48,10 @@ pub use verdict::Verdict;
 /// the markdown to `$GITHUB_STEP_SUMMARY` when set).
 pub fn report(run_dir: &Path) -> Result<Summary, ReportError> {
     let analysis = Analysis::of(load::load(run_dir)?);
-    let summary = Summary::of(&analysis);
+    let mut summary = Summary::of(&analysis);
+    if let Some(heap) = summary.heap.as_mut() {
+        heap::write_flame_graph(run_dir, heap);
+    }
     let fig = analysis.figure();
     let axes = plot::Axes::of(&fig);
     let svg = plot::svg(&[(&fig, axes)])?;

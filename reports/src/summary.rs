@@ -294,6 +294,9 @@ impl Summary {
 /// The heap at its peak: which profile, and its top sites as a table.
 pub fn heap_markdown(h: &HeapSummary) -> String {
     let mut md = format!("\n{}\n", heap_text(h));
+    if let Some(flame) = &h.flame_graph {
+        let _ = writeln!(md, "\nFlame graph of the whole profile: `{flame}`.");
+    }
     if h.sites.is_empty() {
         return md;
     }
