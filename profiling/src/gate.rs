@@ -52,8 +52,8 @@ pub enum GateError {
         source: metrics::MetricsError,
     },
     /// `rig prove` could not add a fixture to the scenario.
-    #[error("making the fixture scenario: {0}")]
-    Fixture(String),
+    #[error(transparent)]
+    Fixture(#[from] crate::fixture::FixtureError),
     #[error("--replicates must be 1 to {max}, got {got}")]
     Replicates { got: usize, max: usize },
     #[error("{context}: {source}")]
@@ -152,6 +152,8 @@ pub async fn gate(options: &GateOptions) -> Result<GateReport, GateError> {
             runs_dir: dir.clone(),
             workspace: options.workspace.clone(),
             progress: options.progress,
+            heap_profiles: None,
+            regression: None,
         })
         .await
         .map_err(|source| GateError::Run {

@@ -11,6 +11,8 @@
 //!   watch and stop it), says where its memory figures come from and how a
 //!   kill is detected.
 //! - [`target`]: the server binary (build or locate) and its `/healthz` wait.
+//! - [`heap`]: heap profiles during a run (`heap/<t_ms>.pb.gz`), after new peaks and on an interval.
+//! - [`fixture`]: the story's bugs as server builds (`--regression NAME`), for `rig prove` and `rig run`.
 //! - The sample schema written to `samples.jsonl` is in the `run-format` crate
 //!   (shared with the reports).
 //! - [`sampler`]: the periodic sampler that writes it.
@@ -24,8 +26,10 @@
 
 pub mod doctor;
 mod events;
+pub mod fixture;
 pub mod gate;
 mod health;
+pub mod heap;
 pub mod machine;
 pub mod meta;
 mod phases;

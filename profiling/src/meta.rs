@@ -66,7 +66,7 @@ pub fn server(binary: &Path, scenario: &Scenario) -> ServerMeta {
         .unwrap_or_else(|| "unknown".into());
     ServerMeta {
         binary: binary.display().to_string(),
-        features: scenario.server.features.clone(),
+        features: scenario.server.build_features(),
         no_default_features: scenario.server.no_default_features,
         args: scenario.server.args.clone(),
         version,

@@ -10,6 +10,7 @@
 //!   events.jsonl     phase boundaries, the server's start and death
 //!   loadgen/<n>-<phase>/   loadgen's summary and goose's reports per phase
 //!   server.log       the server's stderr
+//!   heap/<t_ms>.pb.gz   heap profiles, when `[server] heap_profiles` is on
 //!   outcome.json     how it ended: exit, OOM kills, time of death, phases
 //! ```
 
@@ -24,16 +25,18 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
+use crate::fixture::Fixture;
 use crate::health;
+use crate::heap::{self, HeapProfiling};
 use crate::machine::{self, Machine};
 use crate::meta;
 use crate::phases;
 pub use crate::phases::PhaseOutcome;
 use crate::sampler::{self, Sampler};
-use crate::scenario::{HealthSpec, Scenario};
+use crate::scenario::{HealthSpec, PROFILING_FEATURE, Scenario};
 use crate::target;
 use run_format::events::detail;
-use run_format::{HealthSummary, Peaks, Sample, files};
+use run_format::{HealthSummary, HeapProfiles, Peaks, Sample, files};
 
 /// Samples kept in `outcome.json` from just before the end (or the death).
 const LAST_SAMPLES: usize = 5;
@@ -58,6 +61,10 @@ pub enum RunError {
         context: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Fixture(#[from] crate::fixture::FixtureError),
+    #[error("heap profiles: {0}")]
+    HeapProfiles(String),
     #[error("interrupted before the server was up")]
     Interrupted,
 }
@@ -75,6 +82,10 @@ pub struct RunOptions {
     pub workspace: PathBuf,
     /// Show the live line on the terminal.
     pub progress: bool,
+    /// Overrides the scenario's `[server] heap_profiles` (`--heap-profiles`).
+    pub heap_profiles: Option<HeapProfiling>,
+    /// Runs this fixture's build of the server (`--regression NAME`).
+    pub regression: Option<Fixture>,
 }
 
 /// How a run ended; `outcome.json`, with loadgen's whole summary per phase.
@@ -83,9 +94,8 @@ pub type Outcome = run_format::Outcome<loadgen::Summary>;
 /// Runs a scenario end to end. Errors before the server runs are returned;
 /// once it runs, everything ends in an [`Outcome`] (a crash is a result).
 pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
-    let scenario = Scenario::load(&options.scenario)?;
-    let scenario_text = std::fs::read_to_string(&options.scenario)
-        .map_err(io(format!("reading {}", options.scenario.display())))?;
+    let scenario_text = scenario_as_run(&options)?;
+    let scenario = Scenario::parse(&scenario_text, &options.scenario)?;
     let invoked = Utc::now();
     let run_id = format!("{}-{}", scenario.name, invoked.format("%Y%m%dT%H%M%SZ"));
     let dir = options.runs_dir.join(&run_id);
@@ -112,6 +122,14 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         .await
         .map_err(|e| io("building share-server")(std::io::Error::other(e)))??;
 
+    let server_meta = meta::server(&binary, &scenario);
+    if scenario.server.heap_profiles.is_on() && server_meta.allocator != PROFILING_FEATURE {
+        return Err(RunError::HeapProfiles(format!(
+            "{} has allocator {:?}; heap profiles need a build with the {PROFILING_FEATURE} feature",
+            binary.display(),
+            server_meta.allocator
+        )));
+    }
     let data = tempfile::Builder::new()
         .prefix("sharerig-data-")
         .tempdir()
@@ -132,10 +150,11 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         started_at: Some(invoked),
         finished_at: None,
         git: meta::git(&options.workspace),
-        server: meta::server(&binary, &scenario),
+        server: server_meta,
         machine: meta::machine(machine.info()),
         host: meta::host(),
         sampling_interval_ms: scenario.sampling.interval.as_millis() as u64,
+        heap_profiles: None,
     };
     write_json(&dir.join(files::META), &run_meta)?;
 
@@ -155,13 +174,37 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
     // What the machine learnt while running (a guest's kernel, MemTotal, shutdown).
     run_meta.machine = meta::machine(machine.info());
     run_meta.finished_at = Some(Utc::now());
+    let outcome = outcome.map(|(outcome, heap)| {
+        run_meta.heap_profiles = heap;
+        outcome
+    });
     write_json(&dir.join(files::META), &run_meta)?;
     let outcome = outcome?;
     write_json(&dir.join(files::OUTCOME), &outcome)?;
     Ok(outcome)
 }
 
-/// The part of a run with the server up.
+/// The scenario file's text with the command line's overrides applied (then
+/// re-encoded, comments gone): what runs and what `scenario.toml` keeps.
+fn scenario_as_run(options: &RunOptions) -> Result<String, RunError> {
+    let path = &options.scenario;
+    let mut text =
+        std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+    if let Some(fixture) = options.regression {
+        text = crate::fixture::with_fixture(&text, fixture)?;
+    }
+    if let Some(setting) = options.heap_profiles {
+        text = heap::with_heap_profiles(&text, setting).map_err(|problem| {
+            crate::scenario::ScenarioError::Invalid {
+                path: path.clone(),
+                problem,
+            }
+        })?;
+    }
+    Ok(text)
+}
+
+/// The part of a run with the server up; also the heap profiles taken.
 async fn drive(
     scenario: &Scenario,
     phase_configs: Vec<loadgen::Config>,
@@ -170,7 +213,7 @@ async fn drive(
     dir: &Path,
     data: &Path,
     progress: bool,
-) -> Result<Outcome, RunError> {
+) -> Result<(Outcome, Option<HeapProfiles>), RunError> {
     let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
     let db = data.join("store.db");
     let oom_before = machine.oom_kills().unwrap_or(0);
@@ -209,6 +252,17 @@ async fn drive(
         let (path, stop) = (samples_path.clone(), stop_sampling.clone());
         tokio::spawn(async move { sampler.run(&path, latest_tx, stop).await })
     };
+    let stop_profiling = CancellationToken::new();
+    let profiling = scenario.server.heap_profiles.is_on().then(|| {
+        let profiler = heap::HeapProfiler {
+            setting: scenario.server.heap_profiles,
+            debug_url: server.debug_url.clone(),
+            dir: dir.to_owned(),
+            started: events.started,
+        };
+        let (samples, stop) = (latest_rx.clone(), stop_profiling.clone());
+        tokio::spawn(async move { profiler.run(samples, stop).await })
+    });
     let live = progress.then(|| crate::run_progress::spawn(latest_rx, machine.info().limit_bytes));
 
     let stop_probing = CancellationToken::new();
@@ -250,6 +304,14 @@ async fn drive(
     tokio::time::sleep(scenario.sampling.interval).await;
     stop_sampling.cancel();
     stop_probing.cancel();
+    stop_profiling.cancel();
+    let heap = match profiling {
+        Some(task) => Some(
+            task.await
+                .map_err(|e| io("the heap profiler")(std::io::Error::other(e)))?,
+        ),
+        None => None,
+    };
     match probing.await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(io("writing healthz.jsonl")(e)),
@@ -283,7 +345,7 @@ async fn drive(
         && !interrupted
         && phases.iter().all(|p| p.ok)
         && health_ok;
-    Ok(Outcome {
+    let outcome = Outcome {
         run_dir: dir.to_owned(),
         passed,
         oom_kills,
@@ -295,7 +357,8 @@ async fn drive(
         health,
         peaks,
         last_samples,
-    })
+    };
+    Ok((outcome, heap))
 }
 
 /// The probes of `healthz.jsonl` in numbers; `None` when there were none.

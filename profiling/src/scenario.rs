@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::heap::HeapProfiling;
 use loadgen::ByteSize as Size;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +144,25 @@ pub struct ServerSpec {
     /// Use this binary instead of building one.
     #[serde(default)]
     pub binary: Option<PathBuf>,
+    /// Heap profiles during the run: `off`, `peak` or an interval (`5s`);
+    /// builds with `jemalloc-prof` (see `heap.rs`).
+    #[serde(default)]
+    pub heap_profiles: HeapProfiling,
+}
+
+/// The allocator feature heap profiles need.
+pub const PROFILING_FEATURE: &str = "jemalloc-prof";
+
+impl ServerSpec {
+    /// The features to build with: the scenario's, plus `jemalloc-prof` when
+    /// heap profiles are on.
+    pub fn build_features(&self) -> Vec<String> {
+        let mut features = self.features.clone();
+        if self.heap_profiles.is_on() && !features.iter().any(|f| f == PROFILING_FEATURE) {
+            features.push(PROFILING_FEATURE.into());
+        }
+        features
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -281,6 +301,15 @@ impl Scenario {
                 p.name
             )));
         }
+        let server = &scenario.server;
+        if server.heap_profiles.is_on()
+            && server.no_default_features
+            && !server.features.iter().any(|f| f.starts_with("jemalloc"))
+        {
+            return Err(invalid(
+                "server.heap_profiles needs the jemalloc allocator (no_default_features without a jemalloc feature)".into(),
+            ));
+        }
         let health = &scenario.health;
         if health.interval < Duration::from_millis(50) || health.timeout.is_zero() {
             return Err(invalid(
@@ -376,5 +405,25 @@ mod tests {
         assert!(vm("cpus = 0").is_err());
         assert!(vm("disk = \"32MiB\"").is_err());
         assert!(vm("tmpfs = \"8MiB\"").is_err());
+    }
+
+    #[test]
+    fn heap_profiles_add_the_profiling_feature() {
+        let parse = |server: &str| {
+            Scenario::parse(
+                &format!("name = \"x\"\n[server]\n{server}"),
+                Path::new("x.toml"),
+            )
+        };
+        let s = parse("heap_profiles = \"peak\"").unwrap();
+        assert_eq!(s.server.build_features(), [PROFILING_FEATURE]);
+        let s = parse("features = [\"jemalloc-prof\"]\nheap_profiles = \"5s\"").unwrap();
+        assert_eq!(s.server.build_features(), [PROFILING_FEATURE]);
+        assert!(parse("").unwrap().server.build_features().is_empty());
+        assert!(parse("heap_profiles = \"sometimes\"").is_err());
+        assert!(
+            parse("no_default_features = true\nfeatures = [\"system\"]\nheap_profiles = \"peak\"")
+                .is_err()
+        );
     }
 }

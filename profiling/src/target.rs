@@ -40,21 +40,29 @@ fn cargo_build(spec: &ServerSpec, workspace: &Path, release: bool) -> Result<Pat
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
     cmd.current_dir(workspace).arg("build");
+    // Heap profiles need function names with their module paths (`share_server::…`),
+    // which the release profile's line tables lack: `[profile.profiling]`.
+    let profile = match (release, spec.heap_profiles.is_on()) {
+        (false, _) => "debug",
+        (true, false) => "release",
+        (true, true) => "profiling",
+    };
     if release {
-        cmd.arg("--release");
+        cmd.args(["--profile", profile]);
     }
+    let features = spec.build_features();
     if spec.no_default_features {
         // Another allocator: a build of its own anyway.
         cmd.args(["-p", "share-server", "--no-default-features"]);
-        if !spec.features.is_empty() {
-            cmd.args(["--features", &spec.features.join(",")]);
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
         }
     } else {
         // `--bin` without `-p` resolves features over the whole workspace, as
         // `cargo run --bin rig` does: the dependencies the rig and the server
         // share are built once, not once per feature set.
         cmd.args(["--bin", "share-server"]);
-        for feature in &spec.features {
+        for feature in &features {
             cmd.args(["--features", &format!("share-server/{feature}")]);
         }
     }
@@ -62,7 +70,6 @@ fn cargo_build(spec: &ServerSpec, workspace: &Path, release: bool) -> Result<Pat
     if !status.success() {
         return Err(TargetError::Build { status });
     }
-    let profile = if release { "release" } else { "debug" };
     Ok(target_dir(workspace).join(profile).join("share-server"))
 }
 

@@ -53,6 +53,8 @@ async fn run_scenario(dir: &Path, max_latency: &str) -> Outcome {
         runs_dir: dir.join("runs"),
         workspace: workspace(),
         progress: false,
+        heap_profiles: None,
+        regression: None,
     })
     .await
     .unwrap()

@@ -75,6 +75,8 @@ async fn a_small_scenario_runs_and_leaves_a_complete_run_directory() {
         runs_dir: dir.path().join("runs"),
         workspace: workspace(),
         progress: false,
+        heap_profiles: None,
+        regression: None,
     })
     .await
     .unwrap();

@@ -59,6 +59,8 @@ async fn a_tiny_scenario_boots_the_guest_samples_it_and_powers_it_off() {
         runs_dir: dir.path().join("runs"),
         workspace: workspace(),
         progress: false,
+        heap_profiles: None,
+        regression: None,
     })
     .await
     .unwrap();

@@ -3,6 +3,7 @@
 //! apart from the writers so `report` and `compare` compute the same thing.
 
 use crate::correlate::{self, LayerCorrelation};
+use crate::heap::{self, HeapSummary};
 use crate::load::{Ending, PhaseSpan, Run};
 use crate::plot::Figure;
 use crate::stats;
@@ -19,6 +20,8 @@ pub struct Analysis {
     pub diagnosis: Diagnosis,
     pub correlations: Vec<LayerCorrelation>,
     pub suspects: Suspects,
+    /// The heap profile at the peak, read (runs with heap profiles).
+    pub heap: Option<HeapSummary>,
 }
 
 impl Analysis {
@@ -27,7 +30,9 @@ impl Analysis {
         let ending = run.ending();
         let limit_bytes = run.limit_bytes();
         let diagnosis = verdict::diagnose(&Facts::of(&timeline, limit_bytes, &ending));
+        let heap_profiles = run.meta.as_ref().and_then(|m| m.heap_profiles.as_ref());
         Analysis {
+            heap: heap::at_peak(&run.dir, heap_profiles),
             correlations: correlate::correlate(&timeline),
             suspects: suspects::suspects(&timeline),
             phases: run.phases(),

@@ -21,6 +21,8 @@ pub enum ReportError {
     /// A run directory whose `samples.jsonl` holds no sample: nothing to report on.
     #[error("{path} holds no sample: the run ended before its first tick")]
     NoSamples { path: PathBuf },
+    #[error("heap profile {path}: {detail}")]
+    Profile { path: PathBuf, detail: String },
     #[error("drawing {what}: {detail}")]
     Plot { what: String, detail: String },
     #[error("rendering {what}: {cause}")]

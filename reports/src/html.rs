@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::analysis::Analysis;
 use crate::error::ReportError;
+use crate::heap::{HeapSummary, SiteKind};
 use crate::summary::{self, Summary};
 use crate::suspects::{self, Finding};
 use crate::timeline::Layer;
@@ -80,7 +81,25 @@ struct ReportPage<'a> {
     meta: Option<Vec<(String, String)>>,
     scenario_text: Option<&'a str>,
     loadgen_files: Vec<String>,
+    heap: Option<HeapView>,
     rules: Rules,
+}
+
+/// The heap profile at the peak and its top sites.
+struct HeapView {
+    text: String,
+    profile: String,
+    flame_graph: Option<String>,
+    sites: Vec<SiteRow>,
+}
+
+struct SiteRow {
+    name: String,
+    kind: &'static str,
+    exclusive_mib: String,
+    exclusive_share: String,
+    inclusive_mib: String,
+    inclusive_share: String,
 }
 
 struct LayerRow {
@@ -162,7 +181,11 @@ pub fn report(a: &Analysis, s: &Summary, svg: &str) -> Result<String, ReportErro
         meta: a.run.meta.as_ref().map(|meta| {
             let mut rows = Vec::new();
             // Back to JSON: its keys, sorted, name the rows.
-            if let Ok(value) = serde_json::to_value(meta) {
+            if let Ok(mut value) = serde_json::to_value(meta) {
+                // The profiles have their own section: their count is enough here.
+                if let Some(list) = value.pointer_mut("/heap_profiles/profiles") {
+                    *list = Value::from(list.as_array().map_or(0, Vec::len));
+                }
                 flatten("", &value, &mut rows);
             }
             rows
@@ -174,6 +197,7 @@ pub fn report(a: &Analysis, s: &Summary, svg: &str) -> Result<String, ReportErro
             .iter()
             .map(|f| f.to_string_lossy().into_owned())
             .collect(),
+        heap: s.heap.as_ref().map(heap_view),
         rules: Rules {
             near: format!("{:.0}", verdict::NEAR_LIMIT * 100.0),
             psi: format!("{:.0}", verdict::PSI_SOME_AVG10),
@@ -266,6 +290,31 @@ fn phase_rows(a: &Analysis) -> Option<Vec<PhaseRow>> {
 }
 
 /// Leaf values of a JSON object as `a.b.c = value` rows.
+fn heap_view(h: &HeapSummary) -> HeapView {
+    let share = |v: f64| format!("{:.0} %", v * 100.0);
+    HeapView {
+        text: summary::heap_text(h).replace('`', ""),
+        profile: h.profile.clone(),
+        flame_graph: h.flame_graph.clone(),
+        sites: h
+            .sites
+            .iter()
+            .map(|s| SiteRow {
+                name: s.name.clone(),
+                kind: match s.kind {
+                    SiteKind::Server => "server",
+                    SiteKind::Sqlite => "SQLite",
+                    SiteKind::Other => "",
+                },
+                exclusive_mib: mib(s.exclusive_bytes as f64),
+                exclusive_share: share(s.exclusive_share),
+                inclusive_mib: mib(s.inclusive_bytes as f64),
+                inclusive_share: share(s.inclusive_share),
+            })
+            .collect(),
+    }
+}
+
 fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(map) => {

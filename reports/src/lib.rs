@@ -13,6 +13,7 @@
 //! - [`suspects`]: slopes against the bytes uploaded; the leak signature.
 //! - [`drift`]: slopes against time (MiB per hour) for soaks.
 //! - [`verdict`]: crash, pressure, bloat or healthy, with reasons.
+//! - [`heap`]: the heap profile at the peak: top allocation sites, the server's and SQLite's.
 //! - [`analysis`]: all of the above for one run.
 //! - [`plot`]: the three-panel figure, SVG and PNG.
 //! - [`html`], [`summary`]: `report.html` (askama templates in `templates/`),
@@ -24,6 +25,7 @@ pub mod compare;
 pub mod correlate;
 pub mod drift;
 mod error;
+pub mod heap;
 pub mod html;
 pub mod load;
 pub mod plot;
@@ -46,7 +48,10 @@ pub use verdict::Verdict;
 /// the markdown to `$GITHUB_STEP_SUMMARY` when set).
 pub fn report(run_dir: &Path) -> Result<Summary, ReportError> {
     let analysis = Analysis::of(load::load(run_dir)?);
-    let summary = Summary::of(&analysis);
+    let mut summary = Summary::of(&analysis);
+    if let Some(heap) = summary.heap.as_mut() {
+        heap::write_flame_graph(run_dir, heap);
+    }
     let fig = analysis.figure();
     let axes = plot::Axes::of(&fig);
     let svg = plot::svg(&[(&fig, axes)])?;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::Analysis;
 use crate::correlate::LayerCorrelation;
 use crate::error::ReportError;
+use crate::heap::HeapSummary;
 use crate::suspects::{Finding, Suspect};
 use crate::timeline::Layer;
 use crate::verdict::Verdict;
@@ -52,6 +53,9 @@ pub struct Summary {
     /// The rig's `/healthz` probes in numbers (absent for runs without them).
     #[serde(default)]
     pub health: Option<HealthSummary>,
+    /// The top allocation sites at the peak (runs with heap profiles).
+    #[serde(default)]
+    pub heap: Option<HeapSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +174,7 @@ impl Summary {
                     .and_then(|o| o.health.as_ref()?.max_latency_ms);
                 HealthSummary::of(&run.health, limit)
             }),
+            heap: a.heap.clone(),
         }
     }
 
@@ -274,12 +279,62 @@ impl Summary {
                 per_hour(self.allocator_slope_mib_per_hour)
             );
         }
+        if let Some(heap) = &self.heap {
+            md.push_str(&heap_markdown(heap));
+        }
         let _ = writeln!(
             md,
             "\nFull report: `{}`",
             self.run.dir.join(&self.files.report_html).display()
         );
         md
+    }
+}
+
+/// The heap at its peak: which profile, and its top sites as a table.
+pub fn heap_markdown(h: &HeapSummary) -> String {
+    let mut md = format!("\n{}\n", heap_text(h));
+    if let Some(flame) = &h.flame_graph {
+        let _ = writeln!(md, "\nFlame graph of the whole profile: `{flame}`.");
+    }
+    if h.sites.is_empty() {
+        return md;
+    }
+    md.push_str("\n| site | exclusive (MiB) | share | inclusive (MiB) | share |\n");
+    md.push_str("| --- | ---: | ---: | ---: | ---: |\n");
+    for s in &h.sites {
+        let _ = writeln!(
+            md,
+            "| `{}` | {:.1} | {:.0} % | {:.1} | {:.0} % |",
+            s.name,
+            s.exclusive_bytes as f64 / MIB,
+            s.exclusive_share * 100.0,
+            s.inclusive_bytes as f64 / MIB,
+            s.inclusive_share * 100.0
+        );
+    }
+    md
+}
+
+/// One paragraph on the peak profile, for the markdown and the HTML.
+pub fn heap_text(h: &HeapSummary) -> String {
+    let resident = h.allocator_resident_bytes.map_or(String::new(), |r| {
+        format!("allocator resident {:.1} MiB, ", r as f64 / MIB)
+    });
+    let head = format!(
+        "Heap at the peak: `{}` at {:.1} s ({resident}{:.1} MiB sampled live; {} profiles taken).",
+        h.profile,
+        h.at_s,
+        h.sampled_bytes as f64 / MIB,
+        h.profiles
+    );
+    match &h.error {
+        Some(e) => format!("{head} Not readable: {e}"),
+        None => format!(
+            "{head} Allocation sites: the server's frames (`share_server::`) and SQLite's; a stack \
+             whose leaf is in a library is charged to the nearest of them. Exclusive: bytes \
+             allocated there; inclusive: on the stack. Sampled estimates (one sample per 512 KiB)."
+        ),
     }
 }
 

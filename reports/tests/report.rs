@@ -139,6 +139,8 @@ async fn a_real_run_gets_a_complete_report_that_renders_in_chromium() {
         runs_dir: dir.path().join("runs"),
         workspace: workspace(),
         progress: false,
+        heap_profiles: None,
+        regression: None,
     })
     .await
     .unwrap();

@@ -10,6 +10,7 @@
 pub mod events;
 pub mod exit;
 pub mod health;
+pub mod heap;
 pub mod meta;
 pub mod outcome;
 pub mod sample;
@@ -19,6 +20,7 @@ pub mod startup;
 pub use events::Event;
 pub use exit::Exit;
 pub use health::{HealthProbe, HealthSummary};
+pub use heap::{HeapProfile, HeapProfiles};
 pub use meta::Meta;
 pub use outcome::{Outcome, Peaks, PhaseOutcome, PhaseSummary};
 pub use sample::{FileSizes, MachineMemory, ProcessSample, Sample};
@@ -34,4 +36,5 @@ pub mod files {
     pub const OUTCOME: &str = "outcome.json";
     pub const HEALTHZ: &str = "healthz.jsonl";
     pub const LOADGEN_DIR: &str = "loadgen";
+    pub const HEAP_DIR: &str = crate::heap::HEAP_DIR;
 }

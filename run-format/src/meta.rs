@@ -20,6 +20,9 @@ pub struct Meta {
     pub machine: MachineMeta,
     pub host: Host,
     pub sampling_interval_ms: u64,
+    /// Heap profiles taken during the run (`[server] heap_profiles`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_profiles: Option<crate::heap::HeapProfiles>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use profiling::gate::prove::{self, Fixture};
 use profiling::gate::{self, GateOptions};
+use profiling::heap::HeapProfiling;
 use profiling::run::{RunError, RunOptions, run};
 use profiling::scenario::{Mode, Scenario};
 use tracing_subscriber::EnvFilter;
@@ -40,6 +41,14 @@ enum Command {
         /// No live terminal line.
         #[arg(long)]
         no_progress: bool,
+        /// Take heap profiles during the run (builds the server with jemalloc-prof):
+        /// `peak` (after each new peak of the allocator's resident bytes) or an
+        /// interval such as `5s` (that too); overrides `[server] heap_profiles`.
+        #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "peak")]
+        heap_profiles: Option<HeapProfiling>,
+        /// Run the server with one of the story's bugs brought back, as `rig prove` does.
+        #[arg(long, value_enum, value_name = "NAME")]
+        regression: Option<Fixture>,
     },
     /// The memory-regression gate: run a scenario N times, check its
     /// [budgets] and compare with the committed baseline.
@@ -202,6 +211,8 @@ async fn real_main() -> anyhow::Result<bool> {
             runs_dir,
             workspace,
             no_progress,
+            heap_profiles,
+            regression,
         } => {
             let workspace = canonical_workspace(&workspace)?;
             let outcome = run(RunOptions {
@@ -209,6 +220,8 @@ async fn real_main() -> anyhow::Result<bool> {
                 runs_dir,
                 workspace,
                 progress: !no_progress,
+                heap_profiles,
+                regression,
             })
             .await?;
             print_outcome(&outcome);

@@ -17,37 +17,7 @@ use crate::scenario::Scenario;
 pub const PROVE_JSON: &str = "prove.json";
 pub const PROVE_MD: &str = "prove.md";
 
-/// A bug of the story as the server brings it back: `--regression NAME`
-/// (`server/src/regressions.rs`, same names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Fixture {
-    BufferedMultipart,
-    LeakedTempFiles,
-    ReadAllChunks,
-    UploadTransaction,
-    PeriodicVacuum,
-}
-
-impl Fixture {
-    pub const ALL: [Fixture; 5] = [
-        Fixture::BufferedMultipart,
-        Fixture::LeakedTempFiles,
-        Fixture::ReadAllChunks,
-        Fixture::UploadTransaction,
-        Fixture::PeriodicVacuum,
-    ];
-
-    /// Its `--regression` value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Fixture::BufferedMultipart => "buffered-multipart",
-            Fixture::LeakedTempFiles => "leaked-temp-files",
-            Fixture::ReadAllChunks => "read-all-chunks",
-            Fixture::UploadTransaction => "upload-transaction",
-            Fixture::PeriodicVacuum => "periodic-vacuum",
-        }
-    }
-}
+pub use crate::fixture::Fixture;
 
 /// A build put through the gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,31 +172,7 @@ pub fn fixture_scenario(text: &str, variant: Variant) -> Result<String, GateErro
     let Variant::Fixture(fixture) = variant else {
         return Ok(text.to_owned());
     };
-    let name = fixture.name();
-    let bad = |what: &str| GateError::Fixture(what.to_owned());
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| bad(e.message()))?;
-    let server = doc
-        .entry("server")
-        .or_insert_with(|| toml::Value::Table(Default::default()))
-        .as_table_mut()
-        .ok_or_else(|| bad("[server] is not a table"))?;
-    let mut push = |key: &str, values: &[&str]| -> Result<(), GateError> {
-        let list = server
-            .entry(key)
-            .or_insert_with(|| toml::Value::Array(Vec::new()))
-            .as_array_mut()
-            .ok_or_else(|| bad("server.features and server.args must be lists"))?;
-        list.extend(values.iter().map(|v| toml::Value::String((*v).to_owned())));
-        Ok(())
-    };
-    push("features", &["regressions"])?;
-    push("args", &["--regression", name])?;
-    if let Some(toml::Value::String(n)) = doc.get_mut("name") {
-        *n = format!("{n}-{name}");
-    }
-    toml::to_string(&doc).map_err(|e| bad(&e.to_string()))
+    Ok(crate::fixture::with_fixture(text, fixture)?)
 }
 
 /// `prove.md` and `prove.json`: the detection table.
