@@ -323,22 +323,28 @@ fn common_stall() -> Duration {
     Duration::from_secs(6)
 }
 
+/// 64 guest uploads from 4 hosts, each sending its head and the start of
+/// its body, then nothing: every slot of a `--max-connections 64` server
+/// (logged in) held, before the body rate (20 s) cuts any.
+async fn stall_every_slot(server: &TestServer) -> Vec<TcpStream> {
+    let link = guest_link(server).await;
+    let (head, start) = guest_upload_head(&link);
+    let mut held = Vec::new();
+    for i in 0..64u8 {
+        let mut c = connect_from(server, attacker(2 + i % 4)).await.unwrap();
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&start).await.unwrap();
+        held.push(c);
+    }
+    held
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickling_bodies_on_every_slot_give_way_to_new_clients() {
     let dir = DataDir::new();
     let mut server = TestServer::start(&dir, &["--max-connections", "64"]);
     server.login().await;
-    let link = guest_link(&server).await;
-    // 64 uploads from 4 hosts hold every slot, sending nothing after the
-    // head: the body rate (20 s) has not cut them yet.
-    let (head, start) = guest_upload_head(&link);
-    let mut held = Vec::new();
-    for i in 0..64u8 {
-        let mut c = connect_from(&server, attacker(2 + i % 4)).await.unwrap();
-        c.write_all(head.as_bytes()).await.unwrap();
-        c.write_all(&start).await.unwrap();
-        held.push(c);
-    }
+    let held = stall_every_slot(&server).await;
     tokio::time::sleep(common_stall()).await;
     legitimate_requests_work(&mut server, 8).await;
     drop(held);
@@ -349,18 +355,9 @@ async fn a_newcomer_next_to_stalled_uploads_on_every_slot_is_served_before_they_
     let dir = DataDir::new();
     let mut server = TestServer::start(&dir, &["--max-connections", "64"]);
     server.login().await;
-    let link = guest_link(&server).await;
-    // 64 uploads from 4 hosts take every slot and stall after the head: no
-    // socket is idle, and none has stalled the 5 s after which any request
+    // No socket is idle, and no request has stalled the 5 s after which any
     // may be cut. A host holding two fewer gets its slot from them sooner.
-    let (head, start) = guest_upload_head(&link);
-    let mut held = Vec::new();
-    for i in 0..64u8 {
-        let mut c = connect_from(&server, attacker(2 + i % 4)).await.unwrap();
-        c.write_all(head.as_bytes()).await.unwrap();
-        c.write_all(&start).await.unwrap();
-        held.push(c);
-    }
+    let held = stall_every_slot(&server).await;
     let asked = std::time::Instant::now();
     let mut probe = connect_from(&server, attacker(9)).await.unwrap();
     probe
