@@ -123,23 +123,35 @@ enum Reclaim {
 }
 
 impl Activity {
-    /// Whether and how this connection may go for a client holding less,
-    /// and for how long (µs) it has been idle or stalled.
-    fn reclaimable(&self, now: u64) -> Option<(Reclaim, u64)> {
-        let at_least = |since: Duration, min: Duration| since >= min;
+    /// Whether and how this connection may go to make room, and for how long
+    /// (µs) it has been idle or stalled: a socket that never sent a request
+    /// after `min_silent`, a keep-alive one after
+    /// [`MIN_KEEP_ALIVE_IDLE_TO_EVICT`], a request stalled on its body after
+    /// `min_stall` (never with `None`).
+    fn reclaimable(
+        &self,
+        now: u64,
+        min_silent: Duration,
+        min_stall: Option<Duration>,
+    ) -> Option<(Reclaim, u64)> {
         if self.requests.load(Relaxed) > 0 {
             let stalled = self.stall.stalled_for()?;
-            return at_least(stalled, GREEDY_MIN_STALL_TO_CUT)
+            return (stalled >= min_stall?)
                 .then_some((Reclaim::Stalled, stalled.as_micros() as u64));
         }
         let idle_us = now.saturating_sub(self.idle_since.load(Relaxed));
-        let idle = Duration::from_micros(idle_us);
-        if self.answered.load(Relaxed) {
-            at_least(idle, MIN_KEEP_ALIVE_IDLE_TO_EVICT).then_some((Reclaim::KeepAlive, idle_us))
+        let (kind, min) = if self.answered.load(Relaxed) {
+            (Reclaim::KeepAlive, MIN_KEEP_ALIVE_IDLE_TO_EVICT)
         } else {
-            at_least(idle, GREEDY_MIN_IDLE_TO_EVICT).then_some((Reclaim::Silent, idle_us))
-        }
+            (Reclaim::Silent, min_silent)
+        };
+        (Duration::from_micros(idle_us) >= min).then_some((kind, idle_us))
     }
+}
+
+/// Closes the chosen connection, if any; whether one was chosen.
+fn close(chosen: Option<&CancellationToken>) -> bool {
+    chosen.inspect(|token| token.cancel()).is_some()
 }
 
 /// Marks a connection busy until dropped (when the response body is done).
@@ -225,13 +237,7 @@ impl Connections {
             .filter_map(|(a, token)| Some((a.stall.stalled_for()?, token)))
             .filter(|(stalled, _)| *stalled >= min)
             .max_by_key(|(stalled, _)| *stalled);
-        match stalest {
-            Some((_, token)) => {
-                token.cancel();
-                true
-            }
-            None => false,
-        }
+        close(stalest.map(|(_, token)| token))
     }
 
     /// Makes room for a connection of `waiting` that waits for a slot:
@@ -266,15 +272,13 @@ impl Connections {
         let victim = open
             .values()
             .filter(|(a, token)| !token.is_cancelled() && held[&a.client] > own + 1)
-            .filter_map(|(a, token)| Some((a.reclaimable(now)?, held[&a.client], token)))
+            .filter_map(|(a, token)| {
+                let reclaim =
+                    a.reclaimable(now, GREEDY_MIN_IDLE_TO_EVICT, Some(GREEDY_MIN_STALL_TO_CUT))?;
+                Some((reclaim, held[&a.client], token))
+            })
             .max_by_key(|((kind, age), count, _)| (*kind, *count, *age));
-        match victim {
-            Some((_, _, token)) => {
-                token.cancel();
-                true
-            }
-            None => false,
-        }
+        close(victim.map(|(_, _, token)| token))
     }
 
     /// Closes an idle connection: one that never sent a request first, the
@@ -282,28 +286,14 @@ impl Connections {
     pub fn evict_idle(&self) -> bool {
         let open = self.lock();
         let now = self.tick();
+        // A fresh connection gets a moment to send its request: otherwise a
+        // flood of reconnecting sockets evicts newcomers.
         let oldest = open
             .values()
-            .filter(|(a, token)| a.requests.load(Relaxed) == 0 && !token.is_cancelled())
-            .filter(|(a, _)| {
-                // A fresh connection gets a moment to send its request:
-                // otherwise a flood of reconnecting sockets evicts newcomers.
-                let idle_us = now.saturating_sub(a.idle_since.load(Relaxed));
-                let min = if a.answered.load(Relaxed) {
-                    MIN_KEEP_ALIVE_IDLE_TO_EVICT
-                } else {
-                    MIN_IDLE_TO_EVICT
-                };
-                idle_us >= min.as_micros() as u64
-            })
-            .min_by_key(|(a, _)| (a.answered.load(Relaxed), a.idle_since.load(Relaxed)));
-        match oldest {
-            Some((_, token)) => {
-                token.cancel();
-                true
-            }
-            None => false,
-        }
+            .filter(|(_, token)| !token.is_cancelled())
+            .filter_map(|(a, token)| Some((a.reclaimable(now, MIN_IDLE_TO_EVICT, None)?, token)))
+            .max_by_key(|(reclaim, _)| *reclaim);
+        close(oldest.map(|(_, token)| token))
     }
 
     pub fn len(&self) -> usize {
