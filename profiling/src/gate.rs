@@ -8,9 +8,11 @@
 //! - [`budgets`]: `[budgets]` and their evaluation.
 //! - [`baseline`]: baseline files and the comparison.
 //! - [`output`]: the terminal table, `gate.md` and `gate.json`.
+//! - [`attribution`]: after a failure, one profiled run that names what grew.
 //! - [`prove`]: `rig prove`, the clean build and each of the story's bugs
 //!   through the same gate, and which budget or metric caught each one.
 
+pub mod attribution;
 pub mod baseline;
 pub mod budgets;
 pub mod metrics;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::run::{RunError, RunOptions, run};
 use crate::scenario::{Scenario, ScenarioError};
+use attribution::Attribution;
 use baseline::{Baseline, BaselineError, Comparison};
 use budgets::{BudgetResult, Budgets, BudgetsError};
 use metrics::RunMetrics;
@@ -77,6 +80,8 @@ pub struct GateOptions {
     pub runs_dir: PathBuf,
     pub workspace: PathBuf,
     pub progress: bool,
+    /// After a failure, one more run with heap profiles to name what grew.
+    pub attribution: bool,
 }
 
 /// The baseline a gate compared with.
@@ -104,6 +109,9 @@ pub struct GateReport {
     /// What failed: budget names and regressed metrics.
     pub failures: Vec<String>,
     pub passed: bool,
+    /// What grew, named by the attribution run of a failed gate.
+    #[serde(default)]
+    pub attribution: Option<Attribution>,
 }
 
 impl GateReport {
@@ -196,6 +204,18 @@ pub async fn gate(options: &GateOptions) -> Result<GateReport, GateError> {
                 .map(|c| format!("baseline {}", c.metric)),
         )
         .collect();
+    let attribution = match failures.is_empty() || !options.attribution {
+        true => None,
+        false => Some(
+            attribution::attribute(
+                options,
+                &options.scenario,
+                &dir,
+                baseline.as_ref().and_then(|(_, b)| b.heap.as_ref()),
+            )
+            .await,
+        ),
+    };
     let report = GateReport {
         schema: 1,
         scenario: scenario.name.clone(),
@@ -208,19 +228,33 @@ pub async fn gate(options: &GateOptions) -> Result<GateReport, GateError> {
         budgets: budget_results,
         baseline: baseline_info,
         comparisons,
+        attribution,
     };
     output::write(&report, &dir)?;
     Ok(report)
 }
 
-/// Writes the baseline of a passing gate to `path`.
-pub fn update_baseline(
+/// Writes the baseline of a passing gate to `path`, with the peak heap
+/// profile of one attribution run (unless `options.attribution` is off).
+pub async fn update_baseline(
     report: &GateReport,
+    options: &GateOptions,
     path: &Path,
-    workspace: &Path,
 ) -> Result<Baseline, GateError> {
-    let git = crate::meta::git(workspace);
-    let b = Baseline::of(&report.scenario, git.revision, &report.replicates);
+    let git = crate::meta::git(&options.workspace);
+    let mut b = Baseline::of(&report.scenario, git.revision, &report.replicates);
+    if options.attribution {
+        let a = attribution::attribute(options, &options.scenario, &report.dir, None).await;
+        b.heap = a.baseline_heap();
+        if b.heap.is_none() {
+            eprintln!(
+                "rig gate: warning: the baseline has no heap profile: {}",
+                a.error
+                    .as_deref()
+                    .unwrap_or("its peak profile could not be read")
+            );
+        }
+    }
     b.save(path)?;
     Ok(b)
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::Analysis;
 use crate::error::ReportError;
+use crate::heap::{self, growth, growth::Grown};
 use crate::html::{self, VerdictView};
 use crate::plot::{self, Axes};
 use crate::summary;
@@ -30,6 +31,12 @@ pub struct Comparison {
     pub b: RunRef,
     /// Per layer: both peaks and B − A.
     pub peaks: Vec<PeakDiff>,
+    /// Heap sites that grew most from A's heap peak to B's (both runs
+    /// need heap profiles); else why not, in `heap_note`.
+    #[serde(default)]
+    pub heap_grew: Vec<Grown>,
+    #[serde(default)]
+    pub heap_note: Option<String>,
     pub out_dir: PathBuf,
 }
 
@@ -85,6 +92,30 @@ pub fn peak_diffs(a: &Analysis, b: &Analysis) -> Vec<PeakDiff> {
         .collect()
 }
 
+/// The sites that grew most from A's peak heap profile to B's, or why there
+/// are none to show.
+pub fn heap_growth(a: &Analysis, b: &Analysis) -> (Vec<Grown>, Option<String>) {
+    let sites = |x: &Analysis| -> Result<Vec<growth::SiteBytes>, String> {
+        let h = x.heap.as_ref().ok_or_else(|| {
+            format!(
+                "{} has no heap profiles (run it with --heap-profiles)",
+                x.run.name()
+            )
+        })?;
+        heap::peak_sites(&x.run.dir, h).map_err(|e| format!("{}: {e}", x.run.name()))
+    };
+    match (sites(a), sites(b)) {
+        (Ok(a), Ok(b)) => {
+            let grown = growth::grown(&a, &b, growth::TOP_GROWN);
+            let note = grown
+                .is_empty()
+                .then(|| "no heap site grew by 1 MiB or more from A's peak to B's".to_owned());
+            (grown, note)
+        }
+        (Err(e), _) | (_, Err(e)) => (Vec::new(), Some(e)),
+    }
+}
+
 pub fn write(a: &Analysis, b: &Analysis, out: &Path) -> Result<Comparison, ReportError> {
     std::fs::create_dir_all(out).map_err(ReportError::io("creating", out))?;
     let (fa, fb) = (a.figure(), b.figure());
@@ -95,10 +126,13 @@ pub fn write(a: &Analysis, b: &Analysis, out: &Path) -> Result<Comparison, Repor
     std::fs::write(&svg_path, &svg).map_err(ReportError::io("writing", &svg_path))?;
     plot::png(&pair, &out.join(COMPARE_PNG))?;
 
+    let (heap_grew, heap_note) = heap_growth(a, b);
     let comparison = Comparison {
         a: run_ref(a),
         b: run_ref(b),
         peaks: peak_diffs(a, b),
+        heap_grew,
+        heap_note,
         out_dir: out.to_owned(),
     };
     let json_path = out.join(COMPARE_JSON);
@@ -146,6 +180,30 @@ fn markdown(c: &Comparison) -> String {
             cell(d.b_bytes)
         );
     }
+    md.push_str(&grown_markdown(c));
+    md
+}
+
+/// The heap sites that grew most from A to B, as a table (or why none).
+fn grown_markdown(c: &Comparison) -> String {
+    let mut md = String::from("\n### What grew in the heap, A's peak → B's\n\n");
+    if let Some(note) = &c.heap_note {
+        let _ = writeln!(md, "{note}.");
+    }
+    if c.heap_grew.is_empty() {
+        return md;
+    }
+    md.push_str("| site | A (MiB) | B (MiB) | B − A (MiB) |\n| --- | ---: | ---: | ---: |\n");
+    for g in &c.heap_grew {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {:+.1} |",
+            g.name,
+            cell(Some(g.from_bytes)),
+            cell(Some(g.to_bytes)),
+            g.delta_bytes() as f64 / MIB
+        );
+    }
     md
 }
 
@@ -160,6 +218,9 @@ struct ComparePage<'a> {
     /// Both figures from our own plot code (`plot::svg`), inserted unescaped.
     svg: &'a str,
     rows: Vec<PeakRow<'a>>,
+    /// (site, A MiB, B MiB, B − A MiB).
+    grew: Vec<(String, String, String, String)>,
+    heap_note: Option<&'a str>,
 }
 
 struct PeakRow<'a> {
@@ -195,6 +256,19 @@ fn page(c: &Comparison, svg: &str) -> Result<String, ReportError> {
                 }
             })
             .collect(),
+        grew: c
+            .heap_grew
+            .iter()
+            .map(|g| {
+                (
+                    g.name.clone(),
+                    cell(Some(g.from_bytes)),
+                    cell(Some(g.to_bytes)),
+                    format!("{:+.1}", g.delta_bytes() as f64 / MIB),
+                )
+            })
+            .collect(),
+        heap_note: c.heap_note.as_deref(),
     };
     html::render(&page, "compare.html")
 }

@@ -11,6 +11,7 @@
 //! 512 KiB allocated on average, so sites under about a MiB are noise.
 
 pub mod flame;
+pub mod growth;
 pub mod pprof;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use std::path::Path;
 use run_format::HeapProfiles;
 use serde::{Deserialize, Serialize};
 
+use growth::{Grown, SiteBytes};
 use pprof::{Frame, Stack};
 
 /// Sites listed.
@@ -40,9 +42,18 @@ pub struct HeapSummary {
     pub allocator_resident_bytes: Option<u64>,
     /// The profile's sampled live bytes, the shares' denominator.
     pub sampled_bytes: u64,
+    /// The same less the profile's own dump: what the peak is chosen by.
+    #[serde(default)]
+    pub heap_bytes: u64,
     /// Profiles taken in the run.
     pub profiles: usize,
     pub sites: Vec<Site>,
+    /// The run's first profile, the growth's start (none with one profile).
+    #[serde(default)]
+    pub first_profile: Option<String>,
+    /// Sites that grew most from the first profile to the peak.
+    #[serde(default)]
+    pub grew: Vec<Grown>,
     /// Why the profile could not be read (then no sites).
     pub error: Option<String>,
     /// Its flame graph's file in the run directory, once written.
@@ -69,28 +80,85 @@ pub struct Site {
     pub inclusive_share: f64,
 }
 
-/// The peak profile of a run, read; `None` when the run took none.
+/// The run's heap at its peak; `None` when the run took no profiles.
+///
+/// The peak is the profile with the most live bytes less its own dump (the
+/// symbolizing a dump does is the profiler's, and would otherwise make the
+/// profile after each dump look like the peak); ties go to the earliest.
 pub fn at_peak(run_dir: &Path, heap: Option<&HeapProfiles>) -> Option<HeapSummary> {
     let heap = heap?;
-    let peak = heap.at_peak()?;
-    let mut summary = HeapSummary {
-        profile: peak.file.clone(),
-        at_s: peak.t_ms as f64 / 1000.0,
-        allocator_resident_bytes: peak.allocator_resident_bytes,
-        sampled_bytes: 0,
+    let mut readable: Vec<(&run_format::HeapProfile, Vec<Stack>)> = Vec::new();
+    let mut first_error = None;
+    let mut by_time: Vec<&run_format::HeapProfile> = heap.profiles.iter().collect();
+    by_time.sort_by_key(|p| p.t_ms);
+    for p in by_time {
+        match pprof::read(&run_dir.join(&p.file)) {
+            Ok(stacks) => readable.push((p, stacks)),
+            Err(e) => {
+                first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+    let peak = readable
+        .iter()
+        .enumerate()
+        .rev()
+        .max_by_key(|(_, (_, stacks))| growth::heap_bytes(stacks))
+        .map(|(i, _)| i);
+    let Some(peak) = peak else {
+        // None readable: name the one meta.json calls the peak, and why.
+        let p = heap.at_peak()?;
+        return Some(HeapSummary {
+            profile: p.file.clone(),
+            at_s: p.t_ms as f64 / 1000.0,
+            allocator_resident_bytes: p.allocator_resident_bytes,
+            sampled_bytes: 0,
+            heap_bytes: 0,
+            profiles: heap.profiles.len(),
+            sites: Vec::new(),
+            first_profile: None,
+            grew: Vec::new(),
+            error: first_error,
+            flame_graph: None,
+        });
+    };
+    let (p, stacks) = &readable[peak];
+    let peak_sites = growth::by_site(stacks);
+    let (first_profile, grew) = match readable.first() {
+        Some((first, first_stacks)) if first.file != p.file => (
+            Some(first.file.clone()),
+            growth::grown(
+                &growth::by_site(first_stacks),
+                &peak_sites,
+                growth::TOP_GROWN,
+            ),
+        ),
+        _ => (None, Vec::new()),
+    };
+    Some(HeapSummary {
+        profile: p.file.clone(),
+        at_s: p.t_ms as f64 / 1000.0,
+        allocator_resident_bytes: p.allocator_resident_bytes,
+        sampled_bytes: stacks.iter().map(|s| s.bytes).sum(),
+        heap_bytes: peak_sites.iter().map(|s| s.bytes).sum(),
         profiles: heap.profiles.len(),
-        sites: Vec::new(),
+        sites: sites(stacks, TOP_SITES),
+        first_profile,
+        grew,
         error: None,
         flame_graph: None,
-    };
-    match pprof::read(&run_dir.join(&peak.file)) {
-        Ok(stacks) => {
-            summary.sampled_bytes = stacks.iter().map(|s| s.bytes).sum();
-            summary.sites = sites(&stacks, TOP_SITES);
-        }
-        Err(e) => summary.error = Some(e.to_string()),
+    })
+}
+
+/// Every site's exclusive bytes in the run's peak profile (`heap.profile`),
+/// for a comparison with another run's.
+pub fn peak_sites(run_dir: &Path, heap: &HeapSummary) -> Result<Vec<SiteBytes>, String> {
+    if let Some(e) = &heap.error {
+        return Err(e.clone());
     }
-    Some(summary)
+    pprof::read(&run_dir.join(&heap.profile))
+        .map(|stacks| growth::by_site(&stacks))
+        .map_err(|e| e.to_string())
 }
 
 /// Draws the peak profile's flame graph into `run_dir` and records it in

@@ -82,6 +82,8 @@ struct ReportPage<'a> {
     scenario_text: Option<&'a str>,
     loadgen_files: Vec<String>,
     heap: Option<HeapView>,
+    /// What grew most, named (`summary.json`'s `cause`).
+    cause: Option<String>,
     rules: Rules,
 }
 
@@ -91,6 +93,8 @@ struct HeapView {
     profile: String,
     flame_graph: Option<String>,
     sites: Vec<SiteRow>,
+    /// (site, from MiB, to MiB, Δ MiB), first profile → peak.
+    grew: Vec<(String, String, String, String)>,
 }
 
 struct SiteRow {
@@ -198,6 +202,7 @@ pub fn report(a: &Analysis, s: &Summary, svg: &str) -> Result<String, ReportErro
             .map(|f| f.to_string_lossy().into_owned())
             .collect(),
         heap: s.heap.as_ref().map(heap_view),
+        cause: s.cause.as_ref().map(|c| c.text.replace('`', "")),
         rules: Rules {
             near: format!("{:.0}", verdict::NEAR_LIMIT * 100.0),
             psi: format!("{:.0}", verdict::PSI_SOME_AVG10),
@@ -296,6 +301,18 @@ fn heap_view(h: &HeapSummary) -> HeapView {
         text: summary::heap_text(h).replace('`', ""),
         profile: h.profile.clone(),
         flame_graph: h.flame_graph.clone(),
+        grew: h
+            .grew
+            .iter()
+            .map(|g| {
+                (
+                    g.name.clone(),
+                    mib(g.from_bytes as f64),
+                    mib(g.to_bytes as f64),
+                    format!("{:+.1}", g.delta_bytes() as f64 / (1024.0 * 1024.0)),
+                )
+            })
+            .collect(),
         sites: h
             .sites
             .iter()

@@ -21,6 +21,7 @@
 //! - [`compare`]: two runs on the same axes with the differences of their peaks.
 
 pub mod analysis;
+pub mod cause;
 pub mod compare;
 pub mod correlate;
 pub mod drift;

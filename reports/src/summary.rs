@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::Analysis;
+use crate::cause::{self, Cause};
 use crate::correlate::LayerCorrelation;
 use crate::error::ReportError;
 use crate::heap::HeapSummary;
@@ -56,6 +57,9 @@ pub struct Summary {
     /// The top allocation sites at the peak (runs with heap profiles).
     #[serde(default)]
     pub heap: Option<HeapSummary>,
+    /// What grew most during the run, named (see `cause`).
+    #[serde(default)]
+    pub cause: Option<Cause>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -175,6 +179,7 @@ impl Summary {
                 HealthSummary::of(&run.health, limit)
             }),
             heap: a.heap.clone(),
+            cause: cause::largest([a.heap.as_ref().and_then(cause::of_heap)]),
         }
     }
 
@@ -190,6 +195,9 @@ impl Summary {
         );
         for r in &self.reasons {
             let _ = writeln!(md, "- {r}");
+        }
+        if let Some(c) = &self.cause {
+            let _ = writeln!(md, "\n**Where it went:** {}", c.text);
         }
         let _ = writeln!(
             md,
@@ -296,6 +304,20 @@ pub fn heap_markdown(h: &HeapSummary) -> String {
     let mut md = format!("\n{}\n", heap_text(h));
     if let Some(flame) = &h.flame_graph {
         let _ = writeln!(md, "\nFlame graph of the whole profile: `{flame}`.");
+    }
+    if !h.grew.is_empty() {
+        md.push_str("\n| grew most, first profile → peak | from (MiB) | to (MiB) | Δ (MiB) |\n");
+        md.push_str("| --- | ---: | ---: | ---: |\n");
+        for g in &h.grew {
+            let _ = writeln!(
+                md,
+                "| `{}` | {:.1} | {:.1} | {:+.1} |",
+                g.name,
+                g.from_bytes as f64 / MIB,
+                g.to_bytes as f64 / MIB,
+                g.delta_bytes() as f64 / MIB
+            );
+        }
     }
     if h.sites.is_empty() {
         return md;

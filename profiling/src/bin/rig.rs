@@ -110,6 +110,9 @@ struct GateArgs {
     workspace: PathBuf,
     #[arg(long)]
     no_progress: bool,
+    /// No attribution run after a failure (nor a heap profile in a new baseline).
+    #[arg(long)]
+    no_attribution: bool,
 }
 
 impl GateArgs {
@@ -129,6 +132,7 @@ impl GateArgs {
             runs_dir: self.runs_dir,
             workspace: canonical_workspace(&self.workspace)?,
             progress: !self.no_progress,
+            attribution: !self.no_attribution,
         };
         Ok((options, name))
     }
@@ -249,7 +253,7 @@ async fn real_main() -> anyhow::Result<bool> {
                     eprintln!("rig gate: not writing a baseline from a failing build");
                     return Ok(false);
                 }
-                gate::update_baseline(&report, &baseline_file, &options.workspace)?;
+                gate::update_baseline(&report, &options, &baseline_file).await?;
                 println!("baseline written: {}", baseline_file.display());
             }
             Ok(report.passed)

@@ -72,6 +72,10 @@ pub struct Baseline {
     pub machine: MachineFacts,
     /// Each compared metric's figure per replicate.
     pub metrics: BTreeMap<Metric, Vec<f64>>,
+    /// The baseline build's peak heap profile by site, what a failed gate's
+    /// attribution run is diffed with (older baselines have none).
+    #[serde(default)]
+    pub heap: Option<super::attribution::BaselineHeap>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +118,7 @@ impl Baseline {
             git_revision,
             machine: MachineFacts::current(),
             metrics,
+            heap: None,
         }
     }
 

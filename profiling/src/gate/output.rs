@@ -117,6 +117,12 @@ pub fn terminal(report: &GateReport) -> String {
         if report.passed { "PASS" } else { "FAIL: " },
         report.failures.join(", ")
     );
+    if let Some(a) = &report.attribution {
+        let _ = writeln!(out, "{}", a.line());
+        if let Some(dir) = &a.run_dir {
+            let _ = writeln!(out, "attribution run: {}", dir.display());
+        }
+    }
     let _ = writeln!(out, "details: {}", report.dir.join(GATE_MD).display());
     out
 }
@@ -133,6 +139,10 @@ pub fn markdown(report: &GateReport) -> String {
     );
     if !report.passed {
         let _ = writeln!(md, "Failed: {}\n", report.failures.join(", "));
+    }
+    if let Some(a) = &report.attribution {
+        let _ = writeln!(md, "**Where it went**: {}\n", a.line());
+        md.push_str(&attribution_markdown(a));
     }
     let _ = writeln!(md, "| budget | limit | worst of {n} | failing | result |");
     let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
@@ -200,5 +210,39 @@ pub fn markdown(report: &GateReport) -> String {
             r.run_dir.display()
         );
     }
+    md
+}
+
+/// The attribution run's heap sites against the baseline's, as a table.
+fn attribution_markdown(a: &super::attribution::Attribution) -> String {
+    let mut md = String::new();
+    if let Some(dir) = &a.run_dir {
+        let limit = a
+            .limit_bytes
+            .map_or(String::new(), |l| format!(" with {} MiB", l >> 20));
+        let _ = writeln!(
+            md,
+            "Attribution run (heap profiles{limit}, not a replicate): `{}`\n",
+            dir.display()
+        );
+    }
+    if a.grew_vs_baseline.is_empty() {
+        return md;
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    md.push_str(
+        "| heap site | baseline (MiB) | now (MiB) | Δ (MiB) |\n| --- | ---: | ---: | ---: |\n",
+    );
+    for g in &a.grew_vs_baseline {
+        let _ = writeln!(
+            md,
+            "| `{}` | {:.1} | {:.1} | {:+.1} |",
+            g.name,
+            mib(g.from_bytes),
+            mib(g.to_bytes),
+            g.delta_bytes() as f64 / (1024.0 * 1024.0)
+        );
+    }
+    md.push('\n');
     md
 }

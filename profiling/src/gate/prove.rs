@@ -84,6 +84,9 @@ pub struct Detection {
     pub flagged_by: Vec<String>,
     /// Effect sizes of what caught it, for people.
     pub effects: Vec<String>,
+    /// What grew most, from the gate's attribution run (flagged builds).
+    #[serde(default)]
+    pub grew_most: Option<String>,
     pub gate_dir: PathBuf,
 }
 
@@ -111,6 +114,7 @@ impl Detection {
             flagged: !r.passed,
             flagged_by: r.failures.clone(),
             effects,
+            grew_most: r.attribution.as_ref().map(|a| a.line()),
             gate_dir: r.dir.clone(),
         }
     }
@@ -153,6 +157,7 @@ pub async fn prove(
             runs_dir: dir.clone(),
             workspace: options.workspace.clone(),
             progress: options.progress,
+            attribution: options.attribution,
         })
         .await?;
         let row = Detection::of(variant, &report);
@@ -203,8 +208,11 @@ pub fn markdown(rows: &[Detection], scenario: &Path) -> String {
         cleans.iter().filter(|r| r.flagged).count(),
         cleans.len()
     );
-    let _ = writeln!(md, "| build | verdicts | gate | flagged by | effect |");
-    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    let _ = writeln!(
+        md,
+        "| build | verdicts | gate | flagged by | effect | grew most (attribution run) |"
+    );
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
     let list = |items: &[String]| {
         if items.is_empty() {
             "—".to_owned()
@@ -215,12 +223,15 @@ pub fn markdown(rows: &[Detection], scenario: &Path) -> String {
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             r.variant,
             r.verdicts.join(", "),
             if r.flagged { "FAIL" } else { "pass" },
             list(&r.flagged_by),
-            list(&r.effects)
+            list(&r.effects),
+            r.grew_most.as_deref().map_or("—".into(), |g| g
+                .trim_start_matches("grew most: ")
+                .to_owned())
         );
     }
     md
@@ -274,6 +285,7 @@ mod tests {
             flagged,
             flagged_by: Vec::new(),
             effects: Vec::new(),
+            grew_most: None,
             gate_dir: "g".into(),
         };
         let vacuum = Variant::Fixture(Fixture::PeriodicVacuum);
@@ -281,11 +293,13 @@ mod tests {
         assert!(!row(Variant::Clean(1), true).right());
         assert!(row(vacuum, true).right());
         assert!(!row(vacuum, false).right());
-        let md = markdown(
-            &[row(Variant::Clean(1), false), row(vacuum, true)],
-            Path::new("s.toml"),
-        );
+        let named = Detection {
+            grew_most: Some("grew most: `etilqs_*` +40.0 MiB".into()),
+            ..row(vacuum, true)
+        };
+        let md = markdown(&[row(Variant::Clean(1), false), named], Path::new("s.toml"));
         assert!(md.contains("1 of 1 fixtures flagged, 0 false alarms in 1 clean gates"));
-        assert!(md.contains("| clean-1 |  | pass | — | — |"), "{md}");
+        assert!(md.contains("| clean-1 |  | pass | — | — | — |"), "{md}");
+        assert!(md.contains("| `etilqs_*` +40.0 MiB |"), "{md}");
     }
 }
