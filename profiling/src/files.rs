@@ -252,7 +252,7 @@ pub fn group(listing: &[ListedFile]) -> (Vec<FileGroup>, u64) {
         g.bytes += f.bytes;
     }
     let mut groups: Vec<FileGroup> = groups.into_values().collect();
-    groups.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    groups.sort_by_key(|g| std::cmp::Reverse(g.bytes));
     let left_out = groups.len().saturating_sub(MAX_GROUPS) as u64;
     groups.truncate(MAX_GROUPS);
     (groups, left_out)

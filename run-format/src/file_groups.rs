@@ -129,14 +129,14 @@ fn component_pattern(name: &str) -> String {
     let mut token = String::new();
     for c in name.chars() {
         if matches!(c, '-' | '_' | '.') {
-            out.push_str(&token_pattern(&token));
+            out.push_str(token_pattern(&token));
             out.push(c);
             token.clear();
         } else {
             token.push(c);
         }
     }
-    out.push_str(&token_pattern(&token));
+    out.push_str(token_pattern(&token));
     out
 }
 

@@ -206,15 +206,16 @@ impl Machine for CgroupMachine {
             return Ok(());
         }
         kill_members(&self.cgroup.dir);
-        if let Some(temp) = self.temp.take() {
+        // Both stay named: meta.json is written again after teardown.
+        if let Some(temp) = &self.temp {
             temp.remove();
         }
-        if let Some(tmp) = self.tmpfs.take() {
+        if let Some(tmp) = &self.tmpfs {
             let _ = std::process::Command::new("umount")
                 .arg("-l")
-                .arg(&tmp)
+                .arg(tmp)
                 .status();
-            let _ = std::fs::remove_dir(&tmp);
+            let _ = std::fs::remove_dir(tmp);
         }
         let dir = &self.cgroup.dir;
         let started = Instant::now();
