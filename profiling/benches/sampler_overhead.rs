@@ -76,7 +76,7 @@ async fn main() -> Result<()> {
     };
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.cancel();
-    let samples = task.await??;
+    let samples = task.await??.samples;
     let used = cpu_seconds()? - before;
     let elapsed = wall.elapsed().as_secs_f64();
     server.stop().await;

@@ -16,6 +16,8 @@
 //! - The sample schema written to `samples.jsonl` is in the `run-format` crate
 //!   (shared with the reports).
 //! - [`sampler`]: the periodic sampler that writes it.
+//! - [`files`]: the server's files outside the heap (temp dir, deleted but
+//!   open, WAL) each sample, and their listing at the peak.
 //! - [`meta`]: what ran (git revision, features, kernel, cgroup, limit).
 //! - `phases`: the load phases, in order or in the `background`; `health`: the `/healthz`
 //!   prober (`healthz.jsonl`); `events`: `events.jsonl`.
@@ -26,6 +28,7 @@
 
 pub mod doctor;
 mod events;
+pub mod files;
 pub mod fixture;
 pub mod gate;
 mod health;

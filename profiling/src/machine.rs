@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::files::{self, FileReading};
 use crate::scenario::{MachineSpec, Mode};
 use memstat::system::SystemMemory;
-use run_format::{FileSizes, MachineMemory, ProcessSample};
+use run_format::{MachineMemory, ProcessSample};
 
 pub use local::LocalMachine;
 pub use server::{BoxFuture, Launch, Server, ServerProcess, StartError};
@@ -56,9 +57,10 @@ pub trait Probe: Send + Sync {
     fn system(&self) -> Option<SystemMemory> {
         memstat::system::read().ok()
     }
-    /// The database files' sizes.
-    fn files(&self, db: &Path) -> Option<FileSizes> {
-        local_file_sizes(db)
+    /// The server's files: the database's, and in the local modes its temp
+    /// dir and the files `pid` holds open but has deleted.
+    fn files(&self, db: &Path, pid: u32) -> Option<FileReading> {
+        files::read_local(db, pid, None)
     }
     /// The probe gets the server's `/debug/stats` itself (the guest agent
     /// fetches them); the sampler then does not fetch them over HTTP.
@@ -86,7 +88,8 @@ pub struct OomKill {
 pub struct Setup<'a> {
     /// Names the cgroup.
     pub run_id: &'a str,
-    /// A directory for the run's scratch files (tmpfs mount point, disk image).
+    /// A directory for the run's scratch files (tmpfs mount point, the
+    /// server's temp dir, disk image).
     pub scratch: &'a Path,
     /// The workspace (`vm` mode builds the agent and runs `scripts/vm-assets.sh`).
     pub workspace: Option<&'a Path>,
@@ -118,6 +121,8 @@ pub struct MachineInfo {
     pub memory_source: String,
     pub cgroup_path: Option<PathBuf>,
     pub tmpfs: Option<PathBuf>,
+    /// The server's `TMPDIR` and `SQLITE_TMPDIR` (local modes).
+    pub temp_dir: Option<PathBuf>,
     /// Things the run should know (e.g. "drop_caches skipped: not root").
     pub notes: Vec<String>,
     /// `vm` mode: the guest (accelerator, kernel, ports, how it shut down).
@@ -163,8 +168,8 @@ pub fn open_local(
             setup.scratch,
             notes,
         )?),
-        Mode::Machine => Box::new(host::HostMachine::new(true, notes)),
-        Mode::None => Box::new(host::HostMachine::new(false, notes)),
+        Mode::Machine => Box::new(host::HostMachine::new(true, setup.scratch, notes)?),
+        Mode::None => Box::new(host::HostMachine::new(false, setup.scratch, notes)?),
         Mode::Vm => {
             return Err(MachineError::Unsupported(
                 "vm mode runs the server in a guest, not as a local process".into(),
@@ -180,22 +185,6 @@ fn notes(spec: &MachineSpec) -> Vec<String> {
         notes.push(drop_page_cache());
     }
     notes
-}
-
-/// Sizes of `db` and its `-wal` and `-shm` files on this host.
-pub(crate) fn local_file_sizes(db: &Path) -> Option<FileSizes> {
-    let size = |suffix: &str| {
-        let mut path = db.as_os_str().to_owned();
-        path.push(suffix);
-        std::fs::metadata(PathBuf::from(path))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    };
-    Some(FileSizes {
-        db_bytes: std::fs::metadata(db).ok()?.len(),
-        wal_bytes: size("-wal"),
-        shm_bytes: size("-shm"),
-    })
 }
 
 /// Writes back dirty pages and drops clean page cache, so a run starts cold.

@@ -82,6 +82,7 @@ pub fn machine(info: MachineInfo) -> MachineMeta {
         memory_source: info.memory_source,
         cgroup_path: info.cgroup_path,
         tmpfs: info.tmpfs,
+        temp_dir: info.temp_dir,
         notes: info.notes,
         vm: info.vm.map(vm),
     }
@@ -151,6 +152,7 @@ mod tests {
                 memory_source: "cgroup-v2".into(),
                 cgroup_path: Some("/sys/fs/cgroup/sharerig/x".into()),
                 tmpfs: None,
+                temp_dir: Some("/tmp/sharerig-data-x/tmp".into()),
                 notes: vec!["a note".into()],
                 vm,
             };

@@ -36,7 +36,7 @@ use crate::sampler::{self, Sampler};
 use crate::scenario::{HealthSpec, PROFILING_FEATURE, Scenario};
 use crate::target;
 use run_format::events::detail;
-use run_format::{HealthSummary, HeapProfiles, Peaks, Sample, files};
+use run_format::{FilesAtPeak, HealthSummary, HeapProfiles, Peaks, Sample, files};
 
 /// Samples kept in `outcome.json` from just before the end (or the death).
 const LAST_SAMPLES: usize = 5;
@@ -155,6 +155,7 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         host: meta::host(),
         sampling_interval_ms: scenario.sampling.interval.as_millis() as u64,
         heap_profiles: None,
+        files_at_peak: None,
     };
     write_json(&dir.join(files::META), &run_meta)?;
 
@@ -174,9 +175,10 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
     // What the machine learnt while running (a guest's kernel, MemTotal, shutdown).
     run_meta.machine = meta::machine(machine.info());
     run_meta.finished_at = Some(Utc::now());
-    let outcome = outcome.map(|(outcome, heap)| {
-        run_meta.heap_profiles = heap;
-        outcome
+    let outcome = outcome.map(|driven| {
+        run_meta.heap_profiles = driven.heap;
+        run_meta.files_at_peak = driven.files_at_peak;
+        driven.outcome
     });
     write_json(&dir.join(files::META), &run_meta)?;
     let outcome = outcome?;
@@ -204,7 +206,15 @@ fn scenario_as_run(options: &RunOptions) -> Result<String, RunError> {
     Ok(text)
 }
 
-/// The part of a run with the server up; also the heap profiles taken.
+/// What [`drive`] leaves: the outcome, and what `meta.json` adds at the end.
+struct Driven {
+    outcome: Outcome,
+    heap: Option<HeapProfiles>,
+    files_at_peak: Option<FilesAtPeak>,
+}
+
+/// The part of a run with the server up; also the heap profiles taken and
+/// the server's files at their peak.
 async fn drive(
     scenario: &Scenario,
     phase_configs: Vec<loadgen::Config>,
@@ -213,7 +223,7 @@ async fn drive(
     dir: &Path,
     data: &Path,
     progress: bool,
-) -> Result<(Outcome, Option<HeapProfiles>), RunError> {
+) -> Result<Driven, RunError> {
     let secret = Alphanumeric.sample_string(&mut rand::rng(), 32);
     let db = data.join("store.db");
     let oom_before = machine.oom_kills().unwrap_or(0);
@@ -317,8 +327,8 @@ async fn drive(
         Ok(Err(e)) => return Err(io("writing healthz.jsonl")(e)),
         Err(e) => return Err(io("the health prober")(std::io::Error::other(e))),
     }
-    let samples = match sampling.await {
-        Ok(Ok(n)) => n,
+    let sampled = match sampling.await {
+        Ok(Ok(sampled)) => sampled,
         Ok(Err(e)) => return Err(io("writing samples.jsonl")(e)),
         Err(e) => return Err(io("the sampler task")(std::io::Error::other(e))),
     };
@@ -353,12 +363,16 @@ async fn drive(
         server_exit: Some(exit),
         interrupted,
         phases,
-        samples,
+        samples: sampled.samples,
         health,
         peaks,
         last_samples,
     };
-    Ok((outcome, heap))
+    Ok(Driven {
+        outcome,
+        heap,
+        files_at_peak: sampled.files_at_peak,
+    })
 }
 
 /// The probes of `healthz.jsonl` in numbers; `None` when there were none.

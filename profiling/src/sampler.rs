@@ -2,7 +2,8 @@
 //! `samples.jsonl` and flushed at once, so a run killed mid-way keeps its
 //! data. It runs in the rig, outside the server, so it does not add to what
 //! it measures; reads that stall (a process under memory pressure) are cut
-//! off at the interval instead of delaying the next tick.
+//! off at the interval instead of delaying the next tick. It also keeps the
+//! listing of the server's files at their peak ([`crate::files::Peak`]).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,8 +15,9 @@ use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::files::{self, ListedFile};
 use crate::machine::Probe;
-use run_format::{Sample, ServerStats};
+use run_format::{FilesAtPeak, Sample, ServerStats};
 
 /// What the sampler watches.
 pub struct Target {
@@ -46,15 +48,22 @@ pub struct Sampler {
     pub phase: Phase,
 }
 
+/// What a sampler leaves besides `samples.jsonl`.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    pub samples: u64,
+    /// The server's files at their peak; `None` where they are not listed.
+    pub files_at_peak: Option<FilesAtPeak>,
+}
+
 impl Sampler {
     /// Samples until `stop` fires; each sample is also published on `latest`.
-    /// Returns how many samples were written.
     pub async fn run(
         self,
         out: &Path,
         latest: watch::Sender<Option<Sample>>,
         stop: CancellationToken,
-    ) -> std::io::Result<u64> {
+    ) -> std::io::Result<Sampled> {
         let mut writer = BufWriter::new(File::create(out)?);
         let http = loadgen::client_builder(&self.target.debug_url)
             .no_proxy()
@@ -64,24 +73,34 @@ impl Sampler {
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut written = 0;
+        let mut peak = files::Peak::default();
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let sample = self.take(&http).await;
+            let (sample, listing) = self.read(&http).await;
             serde_json::to_writer(&mut writer, &sample)?;
             writer.write_all(b"\n")?;
             writer.flush()?;
             written += 1;
+            peak.observe(sample.t_ms, listing);
             latest.send_replace(Some(sample));
         }
-        Ok(written)
+        Ok(Sampled {
+            samples: written,
+            files_at_peak: peak.finish(),
+        })
     }
 
     /// One sample: /proc and the cgroup on a blocking thread, the server's
     /// stats over HTTP (or from the probe), both bounded by the interval.
     pub async fn take(&self, http: &reqwest::Client) -> Sample {
+        self.read(http).await.0
+    }
+
+    /// One sample and the server's files listed in it.
+    async fn read(&self, http: &reqwest::Client) -> (Sample, Vec<ListedFile>) {
         let t_ms = self.started.elapsed().as_millis() as u64;
         let probe = Arc::clone(&self.probe);
         let pid = self.target.pid;
@@ -92,7 +111,7 @@ impl Sampler {
                 probe.process(pid).ok(),
                 probe.machine().ok(),
                 probe.system(),
-                probe.files(&db),
+                probe.files(&db, pid),
                 via_probe.then(|| probe.server_stats()).flatten(),
             )
         });
@@ -108,7 +127,11 @@ impl Sampler {
             _ => (None, None, None, None, None),
         };
         let server = if via_probe { probed } else { fetched };
-        Sample {
+        let (files, listing) = match files {
+            Some(r) => (Some(r.sizes), r.listing),
+            None => (None, Vec::new()),
+        };
+        let sample = Sample {
             t_ms,
             phase: self.phase.get(),
             process,
@@ -116,7 +139,8 @@ impl Sampler {
             system,
             server,
             files,
-        }
+        };
+        (sample, listing)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::{self, FilesSummary};
 use crate::heap::HeapSummary;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -44,6 +45,27 @@ pub fn of_heap(heap: &HeapSummary) -> Option<Cause> {
             heap.at_s
         ),
     })
+}
+
+/// The files' candidate: the kind of file outside the heap that grew most
+/// (temp files, deleted-but-open files, the WAL; never the database).
+pub fn of_files(outside: &FilesSummary) -> Option<Cause> {
+    let g = files::largest_growth(outside)?;
+    Some(Cause {
+        kind: CauseKind::Files,
+        name: g.pattern.clone(),
+        grown_bytes: g.growth_bytes,
+        text: format!(
+            "grew most: {} (+{:.1} MiB outside the heap since the first sample)",
+            g.phrase,
+            g.growth_bytes as f64 / MIB
+        ),
+    })
+}
+
+/// The run's cause: the larger of its heap's and its files' growth.
+pub fn of_run(heap: Option<&HeapSummary>, outside: Option<&FilesSummary>) -> Option<Cause> {
+    largest([heap.and_then(of_heap), outside.and_then(of_files)])
 }
 
 /// The largest of the candidates.

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::analysis::Analysis;
 use crate::error::ReportError;
+use crate::files::FilesSummary;
 use crate::heap::{HeapSummary, SiteKind};
 use crate::summary::{self, Summary};
 use crate::suspects::{self, Finding};
@@ -84,7 +85,17 @@ struct ReportPage<'a> {
     heap: Option<HeapView>,
     /// What grew most, named (`summary.json`'s `cause`).
     cause: Option<String>,
+    outside_heap: Option<OutsideHeapView>,
     rules: Rules,
+}
+
+/// The server's files outside the heap at their peak.
+struct OutsideHeapView {
+    text: String,
+    /// kind, first MiB, peak MiB, growth MiB, lives in.
+    kinds: Vec<[String; 5]>,
+    /// kind, pattern, files, MiB, lives in, example.
+    groups: Vec<[String; 6]>,
 }
 
 /// The heap profile at the peak and its top sites.
@@ -186,9 +197,11 @@ pub fn report(a: &Analysis, s: &Summary, svg: &str) -> Result<String, ReportErro
             let mut rows = Vec::new();
             // Back to JSON: its keys, sorted, name the rows.
             if let Ok(mut value) = serde_json::to_value(meta) {
-                // The profiles have their own section: their count is enough here.
-                if let Some(list) = value.pointer_mut("/heap_profiles/profiles") {
-                    *list = Value::from(list.as_array().map_or(0, Vec::len));
+                // Profiles and file groups have their own sections: their count is enough here.
+                for key in ["/heap_profiles/profiles", "/files_at_peak/groups"] {
+                    if let Some(list) = value.pointer_mut(key) {
+                        *list = Value::from(list.as_array().map_or(0, Vec::len));
+                    }
                 }
                 flatten("", &value, &mut rows);
             }
@@ -203,6 +216,7 @@ pub fn report(a: &Analysis, s: &Summary, svg: &str) -> Result<String, ReportErro
             .collect(),
         heap: s.heap.as_ref().map(heap_view),
         cause: s.cause.as_ref().map(|c| c.text.replace('`', "")),
+        outside_heap: s.outside_heap.as_ref().map(outside_heap_view),
         rules: Rules {
             near: format!("{:.0}", verdict::NEAR_LIMIT * 100.0),
             psi: format!("{:.0}", verdict::PSI_SOME_AVG10),
@@ -327,6 +341,39 @@ fn heap_view(h: &HeapSummary) -> HeapView {
                 exclusive_share: share(s.exclusive_share),
                 inclusive_mib: mib(s.inclusive_bytes as f64),
                 inclusive_share: share(s.inclusive_share),
+            })
+            .collect(),
+    }
+}
+
+fn outside_heap_view(f: &FilesSummary) -> OutsideHeapView {
+    OutsideHeapView {
+        text: summary::outside_heap_text(f).replace('`', ""),
+        kinds: f
+            .growth
+            .iter()
+            .map(|g| {
+                [
+                    g.kind.as_str().to_owned(),
+                    mib(g.first_bytes as f64),
+                    mib(g.peak_bytes as f64),
+                    format!("{:+.1}", g.growth_bytes as f64 / MIB),
+                    g.place.meaning().to_owned(),
+                ]
+            })
+            .collect(),
+        groups: f
+            .groups
+            .iter()
+            .map(|g| {
+                [
+                    g.kind.as_str().to_owned(),
+                    g.pattern.clone(),
+                    g.files.to_string(),
+                    mib(g.bytes as f64),
+                    g.place.as_str().to_owned(),
+                    g.example.clone(),
+                ]
             })
             .collect(),
     }

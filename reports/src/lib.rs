@@ -14,6 +14,7 @@
 //! - [`drift`]: slopes against time (MiB per hour) for soaks.
 //! - [`verdict`]: crash, pressure, bloat or healthy, with reasons.
 //! - [`heap`]: the heap profile at the peak: top allocation sites, the server's and SQLite's.
+//! - [`files`]: memory outside the heap named by files (temp, deleted but open, WAL) at their peak.
 //! - [`analysis`]: all of the above for one run.
 //! - [`plot`]: the three-panel figure, SVG and PNG.
 //! - [`html`], [`summary`]: `report.html` (askama templates in `templates/`),
@@ -26,6 +27,7 @@ pub mod compare;
 pub mod correlate;
 pub mod drift;
 mod error;
+pub mod files;
 pub mod heap;
 pub mod html;
 pub mod load;

@@ -14,6 +14,7 @@ use crate::analysis::Analysis;
 use crate::cause::{self, Cause};
 use crate::correlate::LayerCorrelation;
 use crate::error::ReportError;
+use crate::files::{self, FilesSummary};
 use crate::heap::HeapSummary;
 use crate::suspects::{Finding, Suspect};
 use crate::timeline::Layer;
@@ -60,6 +61,10 @@ pub struct Summary {
     /// What grew most during the run, named (see `cause`).
     #[serde(default)]
     pub cause: Option<Cause>,
+    /// The server's files outside the heap at their peak (local modes; not
+    /// `files`, which names the report's own files).
+    #[serde(default)]
+    pub outside_heap: Option<FilesSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,8 +184,16 @@ impl Summary {
                 HealthSummary::of(&run.health, limit)
             }),
             heap: a.heap.clone(),
-            cause: cause::largest([a.heap.as_ref().and_then(cause::of_heap)]),
+            outside_heap: FilesSummary::of(meta),
+            cause: None,
         }
+        .with_cause()
+    }
+
+    /// Names what grew most, from the heap and the files outside it.
+    fn with_cause(mut self) -> Summary {
+        self.cause = cause::of_run(self.heap.as_ref(), self.outside_heap.as_ref());
+        self
     }
 
     /// The markdown summary: verdict, reasons, peaks, suspects.
@@ -290,6 +303,9 @@ impl Summary {
         if let Some(heap) = &self.heap {
             md.push_str(&heap_markdown(heap));
         }
+        if let Some(outside) = &self.outside_heap {
+            md.push_str(&outside_heap_markdown(outside));
+        }
         let _ = writeln!(
             md,
             "\nFull report: `{}`",
@@ -336,6 +352,70 @@ pub fn heap_markdown(h: &HeapSummary) -> String {
         );
     }
     md
+}
+
+/// The files outside the heap at their peak: what grew, each kind, each group.
+pub fn outside_heap_markdown(s: &FilesSummary) -> String {
+    let mut md = format!("\n### Outside the heap\n\n{}\n", outside_heap_text(s));
+    md.push_str("\n| kind | first sample (MiB) | at the peak (MiB) | growth (MiB) | lives in |\n");
+    md.push_str("| --- | ---: | ---: | ---: | --- |\n");
+    for g in &s.growth {
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {:.1} | {:+.1} | {} |",
+            g.kind.as_str(),
+            g.first_bytes as f64 / MIB,
+            g.peak_bytes as f64 / MIB,
+            g.growth_bytes as f64 / MIB,
+            g.place.meaning()
+        );
+    }
+    if s.groups.is_empty() {
+        return md;
+    }
+    md.push_str("\n| kind | pattern | files | MiB | lives in | example |\n");
+    md.push_str("| --- | --- | ---: | ---: | --- | --- |\n");
+    for g in &s.groups {
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | {} | {:.1} | {} | `{}` |",
+            g.kind.as_str(),
+            g.pattern,
+            g.files,
+            g.bytes as f64 / MIB,
+            g.place.as_str(),
+            g.example
+        );
+    }
+    if s.groups_left_out > 0 {
+        let _ = writeln!(md, "\n{} smaller groups left out.", s.groups_left_out);
+    }
+    md
+}
+
+/// One paragraph on the files at their peak, for the markdown and the HTML.
+pub fn outside_heap_text(s: &FilesSummary) -> String {
+    let temp = s
+        .temp_dir
+        .as_ref()
+        .map_or(String::new(), |d| format!(" (temp dir `{}`)", d.display()));
+    let head = format!(
+        "The server's temp files, deleted-but-open files and WAL peaked at {:.1} MiB at {:.1} s{temp}.",
+        s.peak_bytes as f64 / MIB,
+        s.at_s
+    );
+    let cause = match files::largest_growth(s) {
+        Some(g) => format!(" Largest growth since the first sample: {}.", g.phrase),
+        None => format!(
+            " None of them grew by {} MiB or more.",
+            files::MIN_GROWTH_BYTES >> 20
+        ),
+    };
+    format!(
+        "{head}{cause} Files on a tmpfs are RAM charged to the cgroup that cannot be dropped; \
+         files on disk are page cache, dropped once written back. The database is listed for \
+         scale: its page cache is the product's data, not a cause."
+    )
 }
 
 /// One paragraph on the peak profile, for the markdown and the HTML.

@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod exit;
+pub mod file_groups;
 pub mod health;
 pub mod heap;
 pub mod meta;
@@ -19,6 +20,7 @@ pub mod startup;
 
 pub use events::Event;
 pub use exit::Exit;
+pub use file_groups::{FileGroup, FileKind, FilesAtPeak, KindBytes};
 pub use health::{HealthProbe, HealthSummary};
 pub use heap::{HeapProfile, HeapProfiles};
 pub use meta::Meta;

@@ -23,6 +23,9 @@ pub struct Meta {
     /// Heap profiles taken during the run (`[server] heap_profiles`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heap_profiles: Option<crate::heap::HeapProfiles>,
+    /// The server's files outside the heap at their peak (local modes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_at_peak: Option<crate::file_groups::FilesAtPeak>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -58,6 +61,9 @@ pub struct MachineMeta {
     pub memory_source: String,
     pub cgroup_path: Option<PathBuf>,
     pub tmpfs: Option<PathBuf>,
+    /// The server's `TMPDIR` and `SQLITE_TMPDIR`: the tmpfs, else a directory
+    /// of the run's scratch dir (local modes; `None` in `vm` mode).
+    pub temp_dir: Option<PathBuf>,
     /// Things the run should know (e.g. "drop_caches skipped: not root").
     pub notes: Vec<String>,
     /// `vm` mode: the guest (accelerator, kernel, ports, how it shut down).

@@ -22,7 +22,7 @@ pub struct Sample {
     /// The server's own `/debug/stats` (allocator, sqlite, app); `null` when
     /// it did not answer within the sampling interval.
     pub server: Option<ServerStats>,
-    /// Database files, bytes.
+    /// The server's files outside the heap: database, temp dir, deleted but open.
     pub files: Option<FileSizes>,
 }
 
@@ -116,9 +116,34 @@ impl MachineMemory {
     }
 }
 
+/// The server's files, bytes. The temp dir and deleted-open figures are
+/// `null` where they are not read (`vm` mode, runs of older rigs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileSizes {
     pub db_bytes: u64,
     pub wal_bytes: u64,
     pub shm_bytes: u64,
+    /// Everything under the server's own temp dir (`TMPDIR`).
+    #[serde(default)]
+    pub temp_bytes: Option<u64>,
+    #[serde(default)]
+    pub temp_files: Option<u64>,
+    /// Files the server holds open but has deleted (`/proc/<pid>/fd`).
+    #[serde(default)]
+    pub deleted_open_bytes: Option<u64>,
+    #[serde(default)]
+    pub deleted_open_files: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_file_sizes_load_with_the_new_figures_null() {
+        let old = r#"{"db_bytes": 4096, "wal_bytes": 8, "shm_bytes": 32768}"#;
+        let f: FileSizes = serde_json::from_str(old).unwrap();
+        assert_eq!((f.db_bytes, f.wal_bytes, f.shm_bytes), (4096, 8, 32768));
+        assert_eq!((f.temp_bytes, f.deleted_open_bytes), (None, None));
+    }
 }

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use memstat::cgroup::{CGROUP_ROOT, Cgroup, Version};
 use tokio::process::Command;
 
-use super::local::{self, LocalMachine};
+use super::local::{self, LocalMachine, ServerTemp};
 use super::server::{BoxFuture, Launch, Server, StartError};
 use super::{Machine, MachineError, MachineInfo, Probe, is_root, read_process};
+use crate::files::{self, FileReading, TempDir};
 use crate::scenario::{MachineSpec, Mode};
 use run_format::{MachineMemory, ProcessSample};
 
@@ -27,6 +28,8 @@ pub struct CgroupMachine {
     cgroup: Cgroup,
     limit: u64,
     tmpfs: Option<PathBuf>,
+    /// The server's temp dir: the tmpfs, else one in the scratch dir.
+    temp: Option<ServerTemp>,
     notes: Vec<String>,
     torn_down: bool,
 }
@@ -46,7 +49,8 @@ fn io_err(
 }
 
 impl CgroupMachine {
-    /// Creates `<hierarchy>/sharerig/<run_id>` with the limit, and the tmpfs.
+    /// Creates `<hierarchy>/sharerig/<run_id>` with the limit, the tmpfs and
+    /// the server's temp dir.
     pub fn create(
         spec: &MachineSpec,
         run_id: &str,
@@ -72,6 +76,7 @@ impl CgroupMachine {
             cgroup,
             limit,
             tmpfs: None,
+            temp: None,
             notes,
             torn_down: false,
         };
@@ -82,6 +87,13 @@ impl CgroupMachine {
                 return Err(e);
             }
             machine.tmpfs = Some(dir);
+        }
+        match ServerTemp::new(machine.tmpfs.as_deref(), scratch) {
+            Ok(temp) => machine.temp = Some(temp),
+            Err(e) => {
+                let _ = machine.teardown();
+                return Err(e);
+            }
         }
         Ok(machine)
     }
@@ -168,6 +180,7 @@ impl Machine for CgroupMachine {
             },
             cgroup_path: Some(self.cgroup.dir.clone()),
             tmpfs: self.tmpfs.clone(),
+            temp_dir: self.temp.as_ref().map(|t| t.path.clone()),
             notes: self.notes.clone(),
             vm: None,
         }
@@ -178,7 +191,10 @@ impl Machine for CgroupMachine {
     }
 
     fn probe(&self) -> Arc<dyn Probe> {
-        Arc::new(CgroupProbe(self.cgroup.clone()))
+        Arc::new(CgroupProbe {
+            cgroup: self.cgroup.clone(),
+            temp: self.temp.as_ref().map(|t| TempDir::at(&t.path)),
+        })
     }
 
     fn oom_kills(&self) -> Option<u64> {
@@ -190,12 +206,16 @@ impl Machine for CgroupMachine {
             return Ok(());
         }
         kill_members(&self.cgroup.dir);
-        if let Some(tmp) = self.tmpfs.take() {
+        // Both stay named: meta.json is written again after teardown.
+        if let Some(temp) = &self.temp {
+            temp.remove();
+        }
+        if let Some(tmp) = &self.tmpfs {
             let _ = std::process::Command::new("umount")
                 .arg("-l")
-                .arg(&tmp)
+                .arg(tmp)
                 .status();
-            let _ = std::fs::remove_dir(&tmp);
+            let _ = std::fs::remove_dir(tmp);
         }
         let dir = &self.cgroup.dir;
         let started = Instant::now();
@@ -224,8 +244,8 @@ impl LocalMachine for CgroupMachine {
             .arg("echo $$ > \"$0/cgroup.procs\" && exec \"$@\"")
             .arg(&self.cgroup.dir)
             .arg(program);
-        if let Some(tmp) = &self.tmpfs {
-            cmd.env("TMPDIR", tmp).env("SQLITE_TMPDIR", tmp);
+        if let Some(temp) = &self.temp {
+            temp.apply(&mut cmd);
         }
         cmd
     }
@@ -252,15 +272,22 @@ fn kill_members(dir: &Path) {
     }
 }
 
-struct CgroupProbe(Cgroup);
+struct CgroupProbe {
+    cgroup: Cgroup,
+    temp: Option<TempDir>,
+}
 
 impl Probe for CgroupProbe {
     fn machine(&self) -> Result<MachineMemory, String> {
-        let memory = self.0.read().map_err(|e| e.to_string())?;
-        Ok(MachineMemory::from_cgroup(&memory, self.0.pressure()))
+        let memory = self.cgroup.read().map_err(|e| e.to_string())?;
+        Ok(MachineMemory::from_cgroup(&memory, self.cgroup.pressure()))
     }
 
     fn process(&self, pid: u32) -> Result<ProcessSample, String> {
         read_process(pid)
+    }
+
+    fn files(&self, db: &Path, pid: u32) -> Option<FileReading> {
+        files::read_local(db, pid, self.temp.as_ref())
     }
 }

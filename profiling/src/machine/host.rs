@@ -1,31 +1,42 @@
 //! `machine` mode (the whole machine is the limit: a real small VM such as
 //! the Fly dev VM) and `none` mode (no limit, for profiling only). No child
 //! cgroup; the machine's figures come from `/proc/meminfo`, kills from
-//! `/proc/vmstat`.
+//! `/proc/vmstat`. The server's temp dir is `tmp` in the run's scratch dir.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use tokio::process::Command;
 
-use super::local::{self, LocalMachine};
+use super::local::{self, LocalMachine, ServerTemp};
 use super::server::{BoxFuture, Launch, Server, StartError};
 use super::{Machine, MachineError, MachineInfo, Probe, read_process};
+use crate::files::{self, FileReading, TempDir};
 use crate::scenario::Mode;
 use run_format::{MachineMemory, ProcessSample};
 
 pub struct HostMachine {
     /// `machine` mode: MemTotal is the limit. `none`: no limit.
     limited: bool,
+    temp: ServerTemp,
     notes: Vec<String>,
 }
 
 impl HostMachine {
-    pub fn new(limited: bool, mut notes: Vec<String>) -> Self {
+    /// Makes the server's temp dir in `scratch`.
+    pub fn new(
+        limited: bool,
+        scratch: &Path,
+        mut notes: Vec<String>,
+    ) -> Result<Self, MachineError> {
         if !limited {
             notes.push("no memory limit (mode = \"none\"): figures are for profiling, not for OOM verdicts".into());
         }
-        HostMachine { limited, notes }
+        Ok(HostMachine {
+            limited,
+            temp: ServerTemp::new(None, scratch)?,
+            notes,
+        })
     }
 }
 
@@ -37,13 +48,11 @@ impl Machine for HostMachine {
             } else {
                 Mode::None
             },
-            limit_bytes: HostProbe {
-                limited: self.limited,
-            }
-            .limit(),
+            limit_bytes: self.limited.then(host_limit).flatten(),
             memory_source: "meminfo".into(),
             cgroup_path: None,
             tmpfs: None,
+            temp_dir: Some(self.temp.path.clone()),
             notes: self.notes.clone(),
             vm: None,
         }
@@ -56,6 +65,7 @@ impl Machine for HostMachine {
     fn probe(&self) -> Arc<dyn Probe> {
         Arc::new(HostProbe {
             limited: self.limited,
+            temp: TempDir::at(&self.temp.path),
         })
     }
 
@@ -64,27 +74,27 @@ impl Machine for HostMachine {
     }
 
     fn teardown(&mut self) -> Result<(), MachineError> {
+        self.temp.remove();
         Ok(())
     }
 }
 
 impl LocalMachine for HostMachine {
     fn command(&self, program: &Path) -> Command {
-        Command::new(program)
+        let mut cmd = Command::new(program);
+        self.temp.apply(&mut cmd);
+        cmd
     }
+}
+
+/// `machine` mode's limit: MemTotal.
+fn host_limit() -> Option<u64> {
+    memstat::system::read().ok().map(|m| m.mem_total_bytes)
 }
 
 struct HostProbe {
     limited: bool,
-}
-
-impl HostProbe {
-    fn limit(&self) -> Option<u64> {
-        if !self.limited {
-            return None;
-        }
-        memstat::system::read().ok().map(|m| m.mem_total_bytes)
-    }
+    temp: TempDir,
 }
 
 impl Probe for HostProbe {
@@ -104,5 +114,9 @@ impl Probe for HostProbe {
 
     fn process(&self, pid: u32) -> Result<ProcessSample, String> {
         read_process(pid)
+    }
+
+    fn files(&self, db: &Path, pid: u32) -> Option<FileReading> {
+        files::read_local(db, pid, Some(&self.temp))
     }
 }

@@ -1,16 +1,18 @@
 //! The local modes (`cgroup`, `machine`, `none`): the server is a child
 //! process of the rig, started by the machine's command (in `cgroup` mode it
-//! joins the cgroup first). Stopped with SIGTERM, then SIGKILL.
+//! joins the cgroup first). Stopped with SIGTERM, then SIGKILL. Each run's
+//! server gets a temp dir of its own ([`ServerTemp`]), so its temp files
+//! can be listed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-use super::Machine;
 use super::server::{BoxFuture, Launch, Server, ServerProcess, StartError, tail};
+use super::{Machine, MachineError};
 use crate::target::{Exit, wait_healthy_until};
 
 /// A cold start on a 256 MiB cgroup takes well under a second; 30 s covers a loaded CI host.
@@ -22,6 +24,51 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 pub trait LocalMachine: Machine {
     /// A command that runs `program` inside the machine; the caller adds arguments.
     fn command(&self, program: &Path) -> Command;
+}
+
+/// The server's `TMPDIR` and `SQLITE_TMPDIR`: the machine's tmpfs when the
+/// scenario asks for one, else `tmp` in the run's scratch dir.
+#[derive(Debug)]
+pub struct ServerTemp {
+    pub path: PathBuf,
+    /// Made here, so removed at teardown (a tmpfs is unmounted instead).
+    made: bool,
+}
+
+impl ServerTemp {
+    /// The tmpfs at `tmpfs`, or a fresh `scratch/tmp`.
+    pub fn new(tmpfs: Option<&Path>, scratch: &Path) -> Result<ServerTemp, MachineError> {
+        if let Some(dir) = tmpfs {
+            return Ok(ServerTemp {
+                path: dir.to_owned(),
+                made: false,
+            });
+        }
+        let path = scratch.join("tmp");
+        std::fs::create_dir_all(&path).map_err(|source| MachineError::Io {
+            action: "creating the server's temp dir",
+            path: path.clone(),
+            source,
+            hint: None,
+        })?;
+        Ok(ServerTemp { path, made: true })
+    }
+
+    /// Points `cmd`'s temp files (std's, SQLite's) at it.
+    pub fn apply(&self, cmd: &mut Command) {
+        cmd.env("TMPDIR", &self.path)
+            .env("SQLITE_TMPDIR", &self.path);
+    }
+
+    /// Removes the directory it made, with what the server left in it.
+    pub fn remove(&self) {
+        if self.made
+            && let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(error = %e, path = %self.path.display(), "removing the server's temp dir");
+        }
+    }
 }
 
 /// Starts the server by `command` on loopback ports, with its database and

@@ -36,9 +36,10 @@ use serde::Serialize;
 
 use super::server::{BoxFuture, Launch, Server, StartError};
 use super::{Machine, MachineError, MachineInfo, OomKill, Probe, Setup};
+use crate::files::FileReading;
 use crate::scenario::{MachineSpec, Mode};
 use memstat::system::SystemMemory;
-use run_format::{FileSizes, MachineMemory, ProcessSample};
+use run_format::{MachineMemory, ProcessSample};
 use shared::Shared;
 
 /// The Debian packages vm mode needs on the host.
@@ -172,6 +173,7 @@ impl Machine for VmMachine {
             memory_source: "guest-meminfo".into(),
             cgroup_path: None,
             tmpfs: None,
+            temp_dir: None,
             notes: self.notes.clone(),
             vm: Some(vm),
         }
@@ -260,8 +262,14 @@ impl Probe for VmProbe {
         self.latest().ok()?.meminfo
     }
 
-    fn files(&self, _db: &Path) -> Option<FileSizes> {
-        self.latest().ok()?.files
+    /// The database's files as the agent reads them; no temp dir or
+    /// deleted-open files (the guest's are not listed).
+    fn files(&self, _db: &Path, _pid: u32) -> Option<FileReading> {
+        let sizes = self.latest().ok()?.files?;
+        Some(FileReading {
+            sizes,
+            listing: Vec::new(),
+        })
     }
 
     fn provides_server_stats(&self) -> bool {

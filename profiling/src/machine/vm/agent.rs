@@ -134,6 +134,7 @@ impl Parser {
                             db_bytes: db,
                             wal_bytes: wal,
                             shm_bytes: shm,
+                            ..FileSizes::default()
                         })
                     }
                     Tag::Stats => frame.stats = serde_json::from_str(rest).ok(),
