@@ -166,10 +166,15 @@ pub fn named(run_dir: &Path, baseline: Option<&BaselineHeap>) -> Attribution {
         })
     });
     let within_run = summary.cause.clone();
+    // Against the baseline's heap when it has one (a regression is a
+    // difference between builds), else from the run's first profile; and
+    // the files outside the heap, whichever grew more.
+    let heap = vs_baseline.or_else(|| summary.heap.as_ref().and_then(cause::of_heap));
+    let files = summary.outside_heap.as_ref().and_then(cause::of_files);
     Attribution {
         run_dir: Some(run_dir.to_owned()),
         limit_bytes: None,
-        grew_most: cause::largest([vs_baseline, within_run.clone()]),
+        grew_most: cause::largest([heap, files]),
         grew_vs_baseline,
         within_run,
         error: summary
