@@ -123,7 +123,7 @@ impl<'a> Summary<'a> {
             );
         }
         println!(
-            "  {:<28} {:>10} {:>10} {:>7}  pairs",
+            "  {:<34} {:>10} {:>10} {:>7}  pairs",
             "figure", "off", "on", "on/off"
         );
         for m in &METRICS {
@@ -148,7 +148,7 @@ impl<'a> Summary<'a> {
                 format!("{} ({})", m.name, m.unit)
             };
             let line = format!(
-                "  {name:<28} {:>10} {:>10} {of_medians:>7}  {pairs}",
+                "  {name:<34} {:>10} {:>10} {of_medians:>7}  {pairs}",
                 cell(off),
                 cell(on)
             );
