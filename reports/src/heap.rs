@@ -343,8 +343,8 @@ pub fn clean(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::pprof::tests::profile_of;
     use super::*;
+    use run_format::pprof::profile_of;
 
     fn frames(names: &[&str]) -> Vec<Frame> {
         names

@@ -2,7 +2,9 @@
 //! reads. The rig (`profiling`) writes them; `reports` reads them. Kept in
 //! their own crate so both can depend on the schema without depending on
 //! each other (the layout is documented in `docs/scenarios.md`). Also the
-//! server's startup lines ([`startup`]), which the rig and the tests read.
+//! server's startup lines ([`startup`]), which the rig and the tests read,
+//! and the decoder of its heap profiles ([`pprof`]), which the reports and
+//! the server's tests read.
 //!
 //! Every type reads files with fields missing (`#[serde(default)]`), so runs
 //! of older rigs still load.
@@ -14,6 +16,7 @@ pub mod health;
 pub mod heap;
 pub mod meta;
 pub mod outcome;
+pub mod pprof;
 pub mod sample;
 pub mod server_stats;
 pub mod startup;

@@ -10,94 +10,10 @@
 
 mod common;
 
-use std::io::Read;
 use std::time::Duration;
 
 use common::{DataDir, TestServer, pattern_part};
-use prost::Message;
 use reqwest::Method;
-
-/// The subset of pprof's `profile.proto` (github.com/google/pprof,
-/// proto/profile.proto) this test reads; prost skips the other fields.
-mod proto {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Profile {
-        #[prost(message, repeated, tag = "1")]
-        pub sample_type: Vec<ValueType>,
-        #[prost(message, repeated, tag = "2")]
-        pub sample: Vec<Sample>,
-        #[prost(message, repeated, tag = "3")]
-        pub mapping: Vec<Mapping>,
-        #[prost(message, repeated, tag = "4")]
-        pub location: Vec<Location>,
-        #[prost(message, repeated, tag = "5")]
-        pub function: Vec<Function>,
-        #[prost(string, repeated, tag = "6")]
-        pub string_table: Vec<String>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ValueType {
-        /// String table indices.
-        #[prost(int64, tag = "1")]
-        pub r#type: i64,
-        #[prost(int64, tag = "2")]
-        pub unit: i64,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Sample {
-        /// Leaf first.
-        #[prost(uint64, repeated, tag = "1")]
-        pub location_id: Vec<u64>,
-        /// One per sample_type.
-        #[prost(int64, repeated, tag = "2")]
-        pub value: Vec<i64>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Mapping {
-        #[prost(uint64, tag = "1")]
-        pub id: u64,
-        /// String table index of the mapped file.
-        #[prost(int64, tag = "5")]
-        pub filename: i64,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Location {
-        #[prost(uint64, tag = "1")]
-        pub id: u64,
-        #[prost(uint64, tag = "2")]
-        pub mapping_id: u64,
-        #[prost(uint64, tag = "3")]
-        pub address: u64,
-        /// Innermost (inlined) first.
-        #[prost(message, repeated, tag = "4")]
-        pub line: Vec<Line>,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Line {
-        #[prost(uint64, tag = "1")]
-        pub function_id: u64,
-        #[prost(int64, tag = "2")]
-        pub line: i64,
-    }
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Function {
-        #[prost(uint64, tag = "1")]
-        pub id: u64,
-        /// String table indices.
-        #[prost(int64, tag = "2")]
-        pub name: i64,
-        #[prost(int64, tag = "3")]
-        pub system_name: i64,
-        #[prost(int64, tag = "4")]
-        pub filename: i64,
-    }
-}
 
 async fn debug_json(server: &TestServer, path: &str) -> serde_json::Value {
     let res = server
@@ -166,11 +82,8 @@ async fn heap_profile_is_gzipped_pprof_with_server_functions() {
         "gzip magic, got {:02x?}",
         &gz[..gz.len().min(4)]
     );
-    let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
-        .read_to_end(&mut raw)
-        .unwrap();
-    let profile = proto::Profile::decode(&raw[..]).unwrap();
+    // run-format's decoder, the one the reports use.
+    let profile = run_format::pprof::decode_raw(&gz).unwrap();
     let s = |i: i64| profile.string_table[usize::try_from(i).unwrap()].as_str();
     assert_eq!(s(0), "", "string_table[0] is the empty string");
 
@@ -235,7 +148,7 @@ async fn heap_profile_is_gzipped_pprof_with_server_functions() {
 
 /// `GET path` over a plain blocking socket (for `eventually`'s synchronous check).
 fn get_blocking(base: &str, path: &str) -> (String, String) {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let addr = base.strip_prefix("http://").unwrap();
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
     socket

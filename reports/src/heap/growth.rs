@@ -92,8 +92,8 @@ pub fn grown(from: &[SiteBytes], to: &[SiteBytes], n: usize) -> Vec<Grown> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::pprof::{decode, tests::profile_of};
     use super::*;
+    use run_format::pprof::{decode, profile_of};
 
     const MIB: i64 = 1 << 20;
 
