@@ -23,7 +23,8 @@ fn the_rigs_fixtures_are_the_servers_regressions() {
     assert!(help.status.success(), "{help:?}");
     let help = String::from_utf8_lossy(&help.stdout);
     let mut server = regression_values(&help);
-    let mut rig: Vec<&str> = Fixture::ALL.iter().map(|f| f.name()).collect();
+    let sized = Fixture::SIZED.iter().map(|n| format!("{n}=SIZE"));
+    let mut rig: Vec<String> = Fixture::ALL.iter().map(|f| f.name()).chain(sized).collect();
     server.sort_unstable();
     rig.sort_unstable();
     assert_eq!(

@@ -78,7 +78,7 @@ pub struct Cli {
     /// Bring back one of the story's memory bugs, for the gate's fixtures.
     /// Only in builds with the `regressions` feature; never in production.
     #[cfg(feature = "regressions")]
-    #[arg(long, env = "PS_REGRESSION", value_enum)]
+    #[arg(long, env = "PS_REGRESSION", value_parser = crate::regressions::RegressionParser)]
     pub regression: Option<crate::regressions::Regression>,
 }
 

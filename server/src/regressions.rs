@@ -2,14 +2,22 @@
 //! memory-regression gate (`rig prove`): a gate that never saw the
 //! bugs it must catch proves nothing.
 //!
+//! Sized fixtures (`retain-per-upload=1MiB`, `leak-per-request=64KiB`,
+//! `sqlite-cache=32MiB`) add a known amount of memory, so the gate's power
+//! can be measured by effect size.
+//!
 //! Only builds with the `regressions` feature have the `--regression NAME`
 //! flag; it is never a default feature and release images never enable it.
 //! Without the feature [`active`] is constant `false` and the mechanisms
 //! below are not compiled. One regression per process: it is chosen once at
 //! start-up and read from a global, so the hook sites stay one line each.
 
-/// One mechanism of the story (see `../docs/gate.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+mod name;
+
+pub use name::{ParseRegressionError, RegressionParser, VALUES};
+
+/// One mechanism of the story, or a sized fixture (see `../docs/gate.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Regression {
     /// Bug 1: the file part is buffered in memory up to
     /// [`BUFFERED_MULTIPART_BYTES`] and kept until the request ends, as
@@ -26,6 +34,12 @@ pub enum Regression {
     UploadTransaction,
     /// Bug 5: GC runs VACUUM after every collection (run GC often).
     PeriodicVacuum,
+    /// This many bytes, filled, held by each upload while it runs.
+    RetainPerUpload(u64),
+    /// This many bytes, filled, leaked by every HTTP request.
+    LeakPerRequest(u64),
+    /// Every SQLite connection's page cache, in bytes (whole KiB).
+    SqliteCache(u64),
 }
 
 /// Bytes of each file part kept in memory by [`Regression::BufferedMultipart`]:
@@ -41,7 +55,7 @@ static ACTIVE: std::sync::OnceLock<Regression> = std::sync::OnceLock::new();
 pub fn install(regression: Regression) {
     if ACTIVE.set(regression).is_ok() {
         tracing::warn!(
-            ?regression,
+            %regression,
             "REGRESSION FIXTURE ACTIVE: this server reproduces a known memory bug on purpose"
         );
     }
@@ -77,10 +91,38 @@ mod mechanisms {
     use crate::storage::entries::{self, FinishedUpload};
     use crate::storage::{SqlContext, StorageError, Store, chunks};
 
-    /// The per-upload state of bugs 1 and 2, held by the upload sink, so it
-    /// lives exactly as long as the request.
+    /// The sized regression in force, if it is `kind` (a variant's constructor).
+    fn sized(kind: fn(u64) -> Regression) -> Option<u64> {
+        match super::ACTIVE.get() {
+            Some(&r) if std::mem::discriminant(&r) == std::mem::discriminant(&kind(0)) => r.size(),
+            _ => None,
+        }
+    }
+
+    /// `leak-per-request`: leaks its bytes, filled so they are resident.
+    pub fn on_request() {
+        if let Some(bytes) = sized(Regression::LeakPerRequest) {
+            Box::leak(std::hint::black_box(filled(bytes)));
+        }
+    }
+
+    /// `sqlite-cache`: the page cache in KiB for every connection, else `kib`.
+    pub fn cache_kib(kib: i64) -> i64 {
+        sized(Regression::SqliteCache).map_or(kib, |b| i64::try_from(b >> 10).unwrap_or(i64::MAX))
+    }
+
+    /// `bytes` bytes of a non-zero value: every page written, so resident
+    /// (zeroes could come from `calloc`'s untouched pages).
+    fn filled(bytes: u64) -> Box<[u8]> {
+        vec![0xA5; usize::try_from(bytes).unwrap_or(usize::MAX)].into_boxed_slice()
+    }
+
+    /// The per-upload state of bugs 1 and 2 and `retain-per-upload`, held by
+    /// the upload sink, so it lives exactly as long as the request.
     #[derive(Default)]
     pub struct UploadHooks {
+        /// `retain-per-upload`: filled when the upload starts.
+        _retained: Option<Box<[u8]>>,
         /// Bug 1: grows like Go's `bytes.Buffer` (doubling), never shrinks.
         held: Vec<u8>,
         /// Bug 2: the spool file; its path is forgotten, never removed.
@@ -88,6 +130,15 @@ mod mechanisms {
     }
 
     impl UploadHooks {
+        /// At the start of an upload.
+        pub fn start() -> UploadHooks {
+            UploadHooks {
+                _retained: sized(Regression::RetainPerUpload)
+                    .map(|bytes| std::hint::black_box(filled(bytes))),
+                ..UploadHooks::default()
+            }
+        }
+
         /// Sees every body byte of the file part, in order.
         pub async fn observe(&mut self, id: &EntryId, data: &[u8]) -> Result<(), StorageError> {
             if active(Regression::BufferedMultipart) && self.held.len() < BUFFERED_MULTIPART_BYTES {

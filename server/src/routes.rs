@@ -122,6 +122,8 @@ async fn limit_per_client(
     mut request: Request,
     next: Next,
 ) -> Response {
+    #[cfg(feature = "regressions")]
+    crate::regressions::on_request();
     let Some(per_client) = &state.requests_per_client else {
         return next.run(request).await;
     };

@@ -275,6 +275,8 @@ fn configure(conn: &Connection, cache_kib: i64) -> Result<(), rusqlite::Error> {
     // explicitly (see `entries::finish_upload`).
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    #[cfg(feature = "regressions")]
+    let cache_kib = crate::regressions::cache_kib(cache_kib);
     conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.pragma_update(None, "mmap_size", 0)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT_BYTES)?;

@@ -136,7 +136,7 @@ impl UploadSink {
             finish: finish_tx,
             writer: Some(writer),
             #[cfg(feature = "regressions")]
-            regression: Default::default(),
+            regression: crate::regressions::UploadHooks::start(),
         })
     }
 

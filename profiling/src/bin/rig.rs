@@ -46,8 +46,13 @@ enum Command {
         /// interval such as `5s` (that too); overrides `[server] heap_profiles`.
         #[arg(long, value_name = "WHEN", num_args = 0..=1, default_missing_value = "peak")]
         heap_profiles: Option<HeapProfiling>,
-        /// Run the server with one of the story's bugs brought back, as `rig prove` does.
-        #[arg(long, value_enum, value_name = "NAME")]
+        /// Run the server with one of the story's bugs brought back, as `rig
+        /// prove` does: buffered-multipart, leaked-temp-files, read-all-chunks,
+        /// upload-transaction, periodic-vacuum; or a sized fixture:
+        /// retain-per-upload=SIZE (held by each upload while it runs),
+        /// leak-per-request=SIZE (leaked by every request), sqlite-cache=SIZE
+        /// (SQLite page cache per connection, whole KiB). SIZE: 1MiB, 512KiB, 4096.
+        #[arg(long, value_name = "NAME[=SIZE]")]
         regression: Option<Fixture>,
     },
     /// The memory-regression gate: run a scenario N times, check its
@@ -69,8 +74,9 @@ enum Command {
         /// Gates of the clean build (false-alarm check).
         #[arg(long, default_value_t = 1)]
         clean_gates: usize,
-        /// These fixtures only (comma-separated) [default: all five].
-        #[arg(long, value_delimiter = ',', value_enum)]
+        /// These fixtures only (comma-separated, NAME or NAME=SIZE as for
+        /// `rig run --regression`) [default: the story's five].
+        #[arg(long, value_delimiter = ',')]
         fixtures: Vec<Fixture>,
     },
     /// Check a scenario file without running it.
