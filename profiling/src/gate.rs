@@ -9,12 +9,15 @@
 //! - [`baseline`]: baseline files and the comparison.
 //! - [`output`]: the terminal table, `gate.md` and `gate.json`.
 //! - [`attribution`]: after a failure, one profiled run that names what grew.
+//! - [`fanout`]: one replicate per CI job (`--replicate-only K`) and the
+//!   decision on all of them (`--merge DIRS`).
 //! - [`prove`]: `rig prove`, the clean build and each of the story's bugs
 //!   through the same gate, and which budget or metric caught each one.
 
 pub mod attribution;
 pub mod baseline;
 pub mod budgets;
+pub mod fanout;
 pub mod metrics;
 pub mod output;
 pub mod prove;
@@ -135,65 +138,84 @@ pub async fn gate(options: &GateOptions) -> Result<GateReport, GateError> {
         });
     }
     let scenario = Scenario::load(&options.scenario)?;
-    let budgets = Budgets::from_table(&scenario.budgets)?;
-    let baseline = options
-        .baseline
-        .as_deref()
-        .map(|p| Baseline::load(p).map(|b| (p.to_path_buf(), b)))
-        .transpose()?;
     let started_at = Utc::now();
-    let dir = options.runs_dir.join(format!(
-        "gate-{}-{}",
-        scenario.name,
-        started_at.format("%Y%m%dT%H%M%SZ")
-    ));
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-
+    let dir = gate_dir(options, &scenario, started_at)?;
     let mut replicates = Vec::new();
     for replicate in 1..=options.replicates {
         eprintln!(
             "rig gate: {} replicate {replicate}/{}",
             scenario.name, options.replicates
         );
-        let outcome = run(RunOptions {
-            scenario: options.scenario.clone(),
-            runs_dir: dir.clone(),
-            workspace: options.workspace.clone(),
-            progress: options.progress,
-            heap_profiles: None,
-            regression: None,
-        })
-        .await
-        .map_err(|source| GateError::Run {
-            replicate,
-            source: Box::new(source),
-        })?;
-        let verdict = match reports::report(&outcome.run_dir) {
-            Ok(summary) => Some(summary.verdict.to_string()),
-            Err(e) => {
-                eprintln!("rig gate: warning: no report for replicate {replicate}: {e}");
-                None
-            }
-        };
-        let m = metrics::measure(&outcome, verdict)
-            .map_err(|source| GateError::Measure { replicate, source })?;
-        replicates.push(m);
+        replicates.push(run_replicate(options, &dir, replicate).await?);
     }
+    conclude(options, &scenario, dir, started_at, replicates).await
+}
 
-    let budget_results = budgets::evaluate(&budgets, &replicates);
-    let (comparisons, baseline_info) = match &baseline {
-        Some((path, b)) => (
-            baseline::compare(b, &replicates),
-            Some(BaselineInfo {
-                path: path.clone(),
-                created: b.created,
-                git_revision: b.git_revision.clone(),
-                machine_differences: baseline::MachineFacts::current().differences(&b.machine),
-            }),
-        ),
-        None => (Vec::new(), None),
+/// `runs/gate-<scenario>-<UTC>/`, created.
+fn gate_dir(
+    options: &GateOptions,
+    scenario: &Scenario,
+    started_at: DateTime<Utc>,
+) -> Result<PathBuf, GateError> {
+    let dir = options.runs_dir.join(format!(
+        "gate-{}-{}",
+        scenario.name,
+        started_at.format("%Y%m%dT%H%M%SZ")
+    ));
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// One replicate: a run of the scenario into `runs_dir`, its report, its figures.
+async fn run_replicate(
+    options: &GateOptions,
+    runs_dir: &Path,
+    replicate: usize,
+) -> Result<RunMetrics, GateError> {
+    let outcome = run(RunOptions {
+        scenario: options.scenario.clone(),
+        runs_dir: runs_dir.to_path_buf(),
+        workspace: options.workspace.clone(),
+        progress: options.progress,
+        heap_profiles: None,
+        regression: None,
+    })
+    .await
+    .map_err(|source| GateError::Run {
+        replicate,
+        source: Box::new(source),
+    })?;
+    measure_run(&outcome, replicate)
+}
+
+/// A finished run's figures, with its report's verdict (written now).
+fn measure_run(outcome: &crate::run::Outcome, replicate: usize) -> Result<RunMetrics, GateError> {
+    let verdict = match reports::report(&outcome.run_dir) {
+        Ok(summary) => Some(summary.verdict.to_string()),
+        Err(e) => {
+            eprintln!("rig gate: warning: no report for replicate {replicate}: {e}");
+            None
+        }
     };
-    let failures: Vec<String> = budget_results
+    metrics::measure(outcome, verdict).map_err(|source| GateError::Measure { replicate, source })
+}
+
+/// The decision on a set of replicates: budgets, the baseline comparison,
+/// what failed. The same for a gate's own runs and for merged ones.
+pub struct Decision {
+    pub budgets: Vec<BudgetResult>,
+    pub comparisons: Vec<Comparison>,
+    pub failures: Vec<String>,
+}
+
+pub fn decide(
+    budgets: &Budgets,
+    baseline: Option<&Baseline>,
+    replicates: &[RunMetrics],
+) -> Decision {
+    let budget_results = budgets::evaluate(budgets, replicates);
+    let comparisons = baseline.map_or_else(Vec::new, |b| baseline::compare(b, replicates));
+    let failures = budget_results
         .iter()
         .filter(|b| !b.pass)
         .map(|b| format!("budget {}", b.budget))
@@ -204,7 +226,35 @@ pub async fn gate(options: &GateOptions) -> Result<GateReport, GateError> {
                 .map(|c| format!("baseline {}", c.metric)),
         )
         .collect();
-    let attribution = match failures.is_empty() || !options.attribution {
+    Decision {
+        budgets: budget_results,
+        comparisons,
+        failures,
+    }
+}
+
+/// Decides on `replicates`, names what grew if they failed, writes the output.
+async fn conclude(
+    options: &GateOptions,
+    scenario: &Scenario,
+    dir: PathBuf,
+    started_at: DateTime<Utc>,
+    replicates: Vec<RunMetrics>,
+) -> Result<GateReport, GateError> {
+    let budgets = Budgets::from_table(&scenario.budgets)?;
+    let baseline = options
+        .baseline
+        .as_deref()
+        .map(|p| Baseline::load(p).map(|b| (p.to_path_buf(), b)))
+        .transpose()?;
+    let decision = decide(&budgets, baseline.as_ref().map(|(_, b)| b), &replicates);
+    let baseline_info = baseline.as_ref().map(|(path, b)| BaselineInfo {
+        path: path.clone(),
+        created: b.created,
+        git_revision: b.git_revision.clone(),
+        machine_differences: baseline::MachineFacts::current().differences(&b.machine),
+    });
+    let attribution = match decision.failures.is_empty() || !options.attribution {
         true => None,
         false => Some(
             attribution::attribute(
@@ -222,12 +272,12 @@ pub async fn gate(options: &GateOptions) -> Result<GateReport, GateError> {
         dir: dir.clone(),
         started_at,
         finished_at: Utc::now(),
-        passed: failures.is_empty(),
-        failures,
+        passed: decision.failures.is_empty(),
+        failures: decision.failures,
         replicates,
-        budgets: budget_results,
+        budgets: decision.budgets,
         baseline: baseline_info,
-        comparisons,
+        comparisons: decision.comparisons,
         attribution,
     };
     output::write(&report, &dir)?;

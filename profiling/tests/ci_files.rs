@@ -8,6 +8,26 @@ fn repo_file(path: &str) -> String {
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
 }
 
+/// A job's steps, and their `run` and `uses` lines.
+fn steps_of(job: &Yaml) -> (&Vec<Yaml>, Vec<&str>, Vec<&str>) {
+    let steps = job["steps"].as_vec().expect("steps");
+    let runs = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    let uses = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
+    (steps, runs, uses)
+}
+
+/// The job's artifact upload step.
+fn upload(steps: &[Yaml]) -> &Yaml {
+    steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/upload-artifact"))
+        })
+        .expect("an artifact upload step")
+}
+
 #[test]
 fn the_memory_gate_workflow_parses_and_runs_the_gate() {
     let docs = YamlLoader::load_from_str(&repo_file(".github/workflows/memory-gate.yml"))
@@ -19,39 +39,30 @@ fn the_memory_gate_workflow_parses_and_runs_the_gate() {
         !wf["on"]["pull_request"].is_badvalue(),
         "runs on pull requests"
     );
-    let job = &wf["jobs"]["gate"];
-    assert!(
-        job["runs-on"]
-            .as_str()
-            .is_some_and(|r| r.starts_with("ubuntu"))
-    );
-    let steps = job["steps"].as_vec().expect("steps");
-    let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
-    let uses: Vec<&str> = steps.iter().filter_map(|s| s["uses"].as_str()).collect();
+    let jobs = wf["jobs"].as_hash().expect("jobs");
+    for (name, job) in jobs {
+        assert!(
+            job["runs-on"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("ubuntu")),
+            "{name:?}"
+        );
+        assert!(job["timeout-minutes"].as_i64().is_some_and(|t| t <= 90));
+        let (steps, _, uses) = steps_of(job);
+        assert!(uses.iter().any(|u| u.starts_with("actions/checkout")));
+        assert!(uses.contains(&"./.github/actions/rust-setup"), "{name:?}");
+        // Every step is a map with exactly one of `run` or `uses`.
+        for s in steps {
+            assert!(matches!(s, Yaml::Hash(_)));
+            assert!(s["run"].is_badvalue() != s["uses"].is_badvalue(), "{s:?}");
+        }
+    }
+
+    let (_, runs, _) = steps_of(&wf["jobs"]["tests"]);
     assert!(
         runs.iter().any(|r| r.contains("cargo test --workspace")),
         "the README's test command"
     );
-    assert!(
-        runs.iter()
-            .any(|r| r.contains("gate scenarios/ci-gate.toml")),
-        "the gate on the CI scenario"
-    );
-    let upload = steps
-        .iter()
-        .find(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/upload-artifact"))
-        })
-        .expect("an artifact upload step");
-    assert_eq!(
-        upload["if"].as_str(),
-        Some("always()"),
-        "runs are uploaded when the gate fails too"
-    );
-    assert_eq!(upload["with"]["path"].as_str(), Some("runs/"));
-    assert!(uses.iter().any(|u| u.starts_with("actions/checkout")));
     // The cgroup v2 guest test (cgroup_v2.rs) proves the path the gate takes
     // on the runner, root from the runner's cgroup; it must not skip there.
     assert!(
@@ -59,21 +70,71 @@ fn the_memory_gate_workflow_parses_and_runs_the_gate() {
             .any(|r| r.contains("qemu-system-x86") && r.contains("busybox-static")),
         "the guest tests' tools are installed"
     );
+
+    // Five replicates, one per job, as root, each run uploaded.
+    let replicate = &wf["jobs"]["replicate"];
+    let k = replicate["strategy"]["matrix"]["k"]
+        .as_vec()
+        .expect("a matrix over k");
+    assert_eq!(k.len(), 5);
+    let (steps, runs, _) = steps_of(replicate);
     assert!(
-        runs.iter()
-            .any(|r| r.contains("sudo") && r.contains("gate scenarios/ci-gate.toml")),
-        "the gate runs as root"
+        runs.iter().any(|r| r.contains("sudo")
+            && r.contains("gate scenarios/ci-gate.toml --replicate-only ${{ matrix.k }}")),
+        "each job runs its replicate as root"
     );
     assert!(
         runs.iter().any(|r| r.contains("rig\" doctor")),
         "rig doctor in the log"
     );
-    assert!(job["timeout-minutes"].as_i64().is_some_and(|t| t <= 90));
-    // Every step is a map with exactly one of `run` or `uses`.
-    for s in steps {
-        assert!(matches!(s, Yaml::Hash(_)));
-        assert!(s["run"].is_badvalue() != s["uses"].is_badvalue(), "{s:?}");
-    }
+    let up = upload(steps);
+    assert_eq!(up["if"].as_str(), Some("always()"));
+    assert_eq!(
+        up["with"]["name"].as_str(),
+        Some("replicate-${{ matrix.k }}")
+    );
+
+    // One job decides on all of them.
+    let gate = &wf["jobs"]["gate"];
+    assert_eq!(gate["needs"].as_str(), Some("replicate"));
+    let (steps, runs, _) = steps_of(gate);
+    let download = steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/download-artifact"))
+        })
+        .expect("the replicates are downloaded");
+    assert_eq!(download["with"]["pattern"].as_str(), Some("replicate-*"));
+    let merge_dir = download["with"]["path"].as_str().expect("a download path");
+    assert!(
+        runs.iter().any(|r| r.contains("sudo")
+            && r.contains("gate scenarios/ci-gate.toml")
+            && r.contains(&format!("--merge {merge_dir}"))),
+        "the gate merges what was downloaded, as root"
+    );
+    let up = upload(steps);
+    assert_eq!(
+        up["if"].as_str(),
+        Some("always()"),
+        "runs are uploaded when the gate fails too"
+    );
+    assert_eq!(up["with"]["path"].as_str(), Some("runs/"));
+}
+
+#[test]
+fn the_shared_setup_action_parses() {
+    let docs = YamlLoader::load_from_str(&repo_file(".github/actions/rust-setup/action.yml"))
+        .expect("action.yml is valid YAML");
+    let action = &docs[0];
+    assert_eq!(action["runs"]["using"].as_str(), Some("composite"));
+    let steps = action["runs"]["steps"].as_vec().expect("steps");
+    assert!(steps.iter().any(|s| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/cache"))
+    }));
 }
 
 #[test]

@@ -61,8 +61,16 @@ enum Command {
         #[command(flatten)]
         gate: GateArgs,
         /// Write the baseline from these replicates (only if every budget passes).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["replicate_only", "merge"])]
         update_baseline: bool,
+        /// Run only replicate K into --runs-dir and decide nothing: one job of
+        /// a CI matrix (then `--merge` decides on all of them).
+        #[arg(long, value_name = "K", conflicts_with = "merge")]
+        replicate_only: Option<usize>,
+        /// Decide on the run directories found under DIRS (the matrix jobs'
+        /// `--replicate-only` runs), as one gate of that many replicates.
+        #[arg(long, value_name = "DIRS", num_args = 1..)]
+        merge: Vec<PathBuf>,
     },
     /// Prove the gate: run the clean build and each regression fixture
     /// through it and print the detection table (builds share-server
@@ -246,13 +254,27 @@ async fn real_main() -> anyhow::Result<bool> {
         Command::Gate {
             gate,
             update_baseline,
+            replicate_only,
+            merge,
         } => {
             // --update-baseline writes where --baseline points, else the default.
             let baseline = gate.baseline.clone();
             let (options, name) = gate.options(update_baseline)?;
+            if let Some(k) = replicate_only {
+                let m = gate::fanout::replicate_only(&options, k).await?;
+                println!(
+                    "replicate {k}: {} ({})",
+                    m.run_dir.display(),
+                    m.verdict.as_deref().unwrap_or("no report")
+                );
+                return Ok(true);
+            }
             let baseline_file =
                 baseline.unwrap_or_else(|| gate::default_baseline_path(&options.scenario, &name));
-            let report = gate::gate(&options).await?;
+            let report = match merge.is_empty() {
+                true => gate::gate(&options).await?,
+                false => gate::fanout::merge(&options, &merge).await?,
+            };
             print!("{}", gate::output::terminal(&report));
             if update_baseline {
                 if !report.passed {
