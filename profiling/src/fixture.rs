@@ -57,7 +57,8 @@ impl Fixture {
         self.to_string()
     }
 
-    fn size(self) -> Option<ByteSize> {
+    /// The size of a sized fixture.
+    pub fn size(self) -> Option<ByteSize> {
         match self {
             Fixture::RetainPerUpload(s) | Fixture::LeakPerRequest(s) | Fixture::SqliteCache(s) => {
                 Some(s)
@@ -150,7 +151,8 @@ pub fn with_fixture(text: &str, fixture: Fixture) -> Result<String, FixtureError
     push("features", &["regressions"])?;
     push("args", &["--regression", name])?;
     if let Some(toml::Value::String(n)) = doc.get_mut("name") {
-        *n = format!("{n}-{name}");
+        // A scenario name is letters, digits, '-' and '_': `retain-per-upload-1MiB`.
+        *n = format!("{n}-{}", name.replace('=', "-"));
     }
     toml::to_string(&doc).map_err(|e| bad(&e.to_string()))
 }

@@ -13,6 +13,8 @@
 //!   decision on all of them (`--merge DIRS`).
 //! - [`prove`]: `rig prove`, the clean build and each of the story's bugs
 //!   through the same gate, and which budget or metric caught each one.
+//! - [`power`]: `rig power`, detection rate by effect size and false alarms
+//!   over many gates, and the tuning grid.
 
 pub mod attribution;
 pub mod baseline;
@@ -20,6 +22,7 @@ pub mod budgets;
 pub mod fanout;
 pub mod metrics;
 pub mod output;
+pub mod power;
 pub mod prove;
 pub mod stats;
 
@@ -213,8 +216,19 @@ pub fn decide(
     baseline: Option<&Baseline>,
     replicates: &[RunMetrics],
 ) -> Decision {
+    decide_with(budgets, baseline, replicates, baseline::Floor::DEFAULT)
+}
+
+/// [`decide`] with another effect floor (`rig power`'s tuning).
+pub fn decide_with(
+    budgets: &Budgets,
+    baseline: Option<&Baseline>,
+    replicates: &[RunMetrics],
+    floor: baseline::Floor,
+) -> Decision {
     let budget_results = budgets::evaluate(budgets, replicates);
-    let comparisons = baseline.map_or_else(Vec::new, |b| baseline::compare(b, replicates));
+    let comparisons =
+        baseline.map_or_else(Vec::new, |b| baseline::compare_with(b, replicates, floor));
     let failures = budget_results
         .iter()
         .filter(|b| !b.pass)

@@ -39,7 +39,7 @@ use crate::timeline::{Layer, Timeline};
 const MIB: f64 = 1024.0 * 1024.0;
 /// One run's figure: three panels of 450 px.
 pub const SIZE: (u32, u32) = (1400, 1400);
-const FONT: &str = "sans-serif";
+pub const FONT: &str = "sans-serif";
 
 const INK: RGBColor = RGBColor(40, 40, 40);
 const GRID: RGBColor = RGBColor(232, 232, 232);
@@ -92,7 +92,7 @@ const RATE_LINES: [(Layer, RGBColor); 2] = [
 
 /// plotters measures and (for PNG) draws text with a registered font; the
 /// bundled DejaVu is registered once, so no system font is ever needed.
-fn register_font() -> Result<(), ReportError> {
+pub fn register_font() -> Result<(), ReportError> {
     static DONE: OnceLock<bool> = OnceLock::new();
     let ok = *DONE.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular()).is_ok()

@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 the run (or gate) passed, 1 it failed (OOM kill, the server
 //! died, a phase failed, interrupted; for `gate`, a budget or a baseline
-//! regression; for `prove`, a fixture missed or a clean build flagged), 2
+//! regression; for `prove`, a fixture missed or a clean build flagged; `power`
+//! always passes once measured), 2
 //! the rig itself could not run it.
 
 use std::path::{Path, PathBuf};
@@ -86,6 +87,31 @@ enum Command {
         /// `rig run --regression`) [default: the story's five].
         #[arg(long, value_delimiter = ',')]
         fixtures: Vec<Fixture>,
+    },
+    /// What the gate can see: clean gates (false alarms) and gates of sized
+    /// fixtures at several sizes, interleaved; detection rate per size, the
+    /// minimum detectable effect and the tuning grid, in power.md,
+    /// power.json and power.svg (no attribution runs).
+    Power {
+        #[command(flatten)]
+        gate: GateArgs,
+        /// Gates of the clean build.
+        #[arg(long, default_value_t = 20)]
+        clean_gates: usize,
+        /// Sized fixtures, one per size (comma-separated NAME=SIZE).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "retain-per-upload=512KiB,retain-per-upload=768KiB,retain-per-upload=1MiB,retain-per-upload=2MiB"
+        )]
+        fixtures: Vec<Fixture>,
+        /// Gates of each fixture size.
+        #[arg(long, default_value_t = 10)]
+        gates_per_size: usize,
+        /// Measure the baseline first (one more clean gate, its replicates
+        /// written to the power directory's baseline.json) and compare with it.
+        #[arg(long, conflicts_with_all = ["baseline", "no_baseline"])]
+        fresh_baseline: bool,
     },
     /// Check a scenario file without running it.
     Check { scenario: PathBuf },
@@ -196,7 +222,9 @@ async fn real_main() -> anyhow::Result<bool> {
     let cli = Cli::parse();
     let scenario = match &cli.command {
         Command::Run { scenario, .. } => Some(scenario),
-        Command::Gate { gate, .. } => Some(&gate.scenario),
+        Command::Gate { gate, .. } | Command::Prove { gate, .. } | Command::Power { gate, .. } => {
+            Some(&gate.scenario)
+        }
         _ => None,
     };
     if let Some(scenario) = scenario
@@ -300,6 +328,25 @@ async fn real_main() -> anyhow::Result<bool> {
             let rows = prove::prove(&options, clean_gates, &fixtures).await?;
             print!("{}", prove::markdown(&rows, &options.scenario));
             Ok(rows.iter().all(|r| r.right()))
+        }
+        Command::Power {
+            gate,
+            clean_gates,
+            fixtures,
+            gates_per_size,
+            fresh_baseline,
+        } => {
+            let (options, _) = gate.options(false)?;
+            let report = gate::power::power(&gate::power::PowerOptions {
+                gate: options,
+                clean_gates,
+                fixtures,
+                gates_per_fixture: gates_per_size,
+                fresh_baseline,
+            })
+            .await?;
+            print!("{}", gate::power::analysis::markdown(&report));
+            Ok(true)
         }
     }
 }

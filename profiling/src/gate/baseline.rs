@@ -19,6 +19,23 @@ pub const ALPHA: f64 = 0.05;
 /// not a regression anyone should be paged for).
 pub const MIN_RELATIVE_EFFECT: f64 = 0.05;
 pub const MIN_ABSOLUTE_EFFECT_BYTES: f64 = 2.0 * 1024.0 * 1024.0;
+
+/// The effect floor: a regression must exceed the larger of the two.
+/// `rig power` re-decides its gates under other floors to tune these.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Floor {
+    /// Share of the baseline median.
+    pub relative: f64,
+    /// Bytes, for the byte metrics.
+    pub absolute_bytes: f64,
+}
+
+impl Floor {
+    pub const DEFAULT: Floor = Floor {
+        relative: MIN_RELATIVE_EFFECT,
+        absolute_bytes: MIN_ABSOLUTE_EFFECT_BYTES,
+    };
+}
 /// Bootstrap interval confidence and seed (fixed: a gate must be reproducible).
 pub const CONFIDENCE: f64 = 0.95;
 const BOOTSTRAP_SEED: u64 = 0x5EED_6A7E;
@@ -178,20 +195,30 @@ pub struct Comparison {
 /// figures are significantly higher (p < [`ALPHA`], interval above 0) by
 /// more than the effect floor.
 pub fn compare(baseline: &Baseline, runs: &[RunMetrics]) -> Vec<Comparison> {
+    compare_with(baseline, runs, Floor::DEFAULT)
+}
+
+/// [`compare`] with another effect floor.
+pub fn compare_with(baseline: &Baseline, runs: &[RunMetrics], floor: Floor) -> Vec<Comparison> {
     let mut out = Vec::new();
     for (&metric, base) in &baseline.metrics {
         if !Metric::COMPARED.contains(&metric) {
             continue; // an older baseline may hold more
         }
         let current: Vec<f64> = runs.iter().filter_map(|r| r.get(metric)).collect();
-        if let Some(c) = compare_one(metric, base, &current) {
+        if let Some(c) = compare_one(metric, base, &current, floor) {
             out.push(c);
         }
     }
     out
 }
 
-pub fn compare_one(metric: Metric, base: &[f64], current: &[f64]) -> Option<Comparison> {
+pub fn compare_one(
+    metric: Metric,
+    base: &[f64],
+    current: &[f64],
+    floor: Floor,
+) -> Option<Comparison> {
     let baseline_median = stats::median(base)?;
     let current_median = stats::median(current)?;
     let interval = stats::bootstrap_median_difference(
@@ -204,11 +231,11 @@ pub fn compare_one(metric: Metric, base: &[f64], current: &[f64]) -> Option<Comp
     let p_higher = stats::mann_whitney_p_greater(current, base)?;
     let delta = current_median - baseline_median;
     let absolute_floor = if metric.is_bytes() {
-        MIN_ABSOLUTE_EFFECT_BYTES
+        floor.absolute_bytes
     } else {
         0.0
     };
-    let floor = (MIN_RELATIVE_EFFECT * baseline_median.abs()).max(absolute_floor);
+    let floor = (floor.relative * baseline_median.abs()).max(absolute_floor);
     Some(Comparison {
         metric,
         baseline_median,
@@ -240,7 +267,7 @@ mod tests {
     fn a_clear_rise_is_a_regression() {
         let base = mib(&[20.0, 21.0, 20.5, 19.8, 20.2]);
         let now = mib(&[40.0, 41.0, 39.5, 40.2, 40.8]);
-        let c = compare_one(Metric::PeakAnon, &base, &now).unwrap();
+        let c = compare_one(Metric::PeakAnon, &base, &now, Floor::DEFAULT).unwrap();
         assert!(c.regression, "{c:?}");
         assert!((c.delta - 20.0 * MIB).abs() < 1.0);
         assert!(c.p_higher < 0.01);
@@ -252,7 +279,7 @@ mod tests {
         let base = mib(&[20.0, 21.0, 20.5, 19.8, 20.2]);
         let now = mib(&[20.4, 20.9, 19.9, 20.6, 21.1]);
         assert!(
-            !compare_one(Metric::PeakAnon, &base, &now)
+            !compare_one(Metric::PeakAnon, &base, &now, Floor::DEFAULT)
                 .unwrap()
                 .regression
         );
@@ -263,7 +290,7 @@ mod tests {
         // +0.5 MiB every time: significant (p = 1/252) but under 2 MiB and 5 %.
         let base = mib(&[20.0, 20.1, 20.2, 20.3, 20.4]);
         let now = mib(&[20.5, 20.6, 20.7, 20.8, 20.9]);
-        let c = compare_one(Metric::PeakAnon, &base, &now).unwrap();
+        let c = compare_one(Metric::PeakAnon, &base, &now, Floor::DEFAULT).unwrap();
         assert!(c.p_higher < ALPHA);
         assert!(!c.regression, "{c:?}");
         assert_eq!(c.floor, 2.0 * MIB);
@@ -274,7 +301,7 @@ mod tests {
         let base = mib(&[20.0, 21.0, 20.5, 19.8, 20.2]);
         let now = mib(&[20.1, 20.3, 80.0, 20.4, 19.9]);
         assert!(
-            !compare_one(Metric::PeakAnon, &base, &now)
+            !compare_one(Metric::PeakAnon, &base, &now, Floor::DEFAULT)
                 .unwrap()
                 .regression
         );
@@ -284,7 +311,7 @@ mod tests {
     fn a_drop_is_never_a_regression() {
         let base = mib(&[40.0, 41.0, 39.5, 40.2, 40.8]);
         let now = mib(&[20.0, 21.0, 20.5, 19.8, 20.2]);
-        let c = compare_one(Metric::PeakAnon, &base, &now).unwrap();
+        let c = compare_one(Metric::PeakAnon, &base, &now, Floor::DEFAULT).unwrap();
         assert!(!c.regression);
         assert!(c.p_higher > 0.9);
     }
