@@ -191,9 +191,11 @@ mod tests {
         let fixture = Fixture::LeakPerRequest(ByteSize(64 << 10));
         let out = with_fixture("name = \"g\"\n", fixture).unwrap();
         let doc: toml::Table = out.parse().unwrap();
-        assert_eq!(doc["name"].as_str(), Some("g-leak-per-request=64KiB"));
+        assert_eq!(doc["name"].as_str(), Some("g-leak-per-request-64KiB"));
         let args = doc["server"]["args"].as_array().unwrap();
         assert_eq!(args[1].as_str(), Some("leak-per-request=64KiB"));
+        // A name the scenario loader takes (no '=').
+        crate::scenario::Scenario::parse(&out, std::path::Path::new("g.toml")).unwrap();
     }
 
     #[test]
