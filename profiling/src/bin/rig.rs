@@ -112,6 +112,9 @@ enum Command {
         /// written to the power directory's baseline.json) and compare with it.
         #[arg(long, conflicts_with_all = ["baseline", "no_baseline"])]
         fresh_baseline: bool,
+        /// Run nothing: analyse DIR's power.json again (the tables, the plot).
+        #[arg(long, value_name = "DIR")]
+        reanalyse: Option<PathBuf>,
     },
     /// Check a scenario file without running it.
     Check { scenario: PathBuf },
@@ -335,7 +338,13 @@ async fn real_main() -> anyhow::Result<bool> {
             fixtures,
             gates_per_size,
             fresh_baseline,
+            reanalyse,
         } => {
+            if let Some(dir) = reanalyse {
+                let report = gate::power::reanalyse(&dir, &gate.scenario)?;
+                print!("{}", gate::power::analysis::markdown(&report));
+                return Ok(true);
+            }
             let (options, _) = gate.options(false)?;
             let report = gate::power::power(&gate::power::PowerOptions {
                 gate: options,

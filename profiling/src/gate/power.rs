@@ -151,6 +151,23 @@ pub async fn power(options: &PowerOptions) -> Result<PowerReport, GateError> {
     Ok(report)
 }
 
+/// Reads `<dir>/power.json` and writes it, `power.md` and `power.svg` again
+/// with this rig's analysis (its budgets from `scenario`, the baseline the
+/// measurement used).
+pub fn reanalyse(dir: &Path, scenario: &Path) -> Result<PowerReport, GateError> {
+    let path = dir.join(POWER_JSON);
+    let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+    let mut report: PowerReport = serde_json::from_str(&text)
+        .map_err(std::io::Error::other)
+        .map_err(io(format!("{} is not a power.json", path.display())))?;
+    let s = Scenario::load(scenario)?;
+    let budgets = super::budgets::Budgets::from_table(&s.budgets)?;
+    let baseline = report.baseline.as_deref().map(Baseline::load).transpose()?;
+    report.analysis = analysis::analyse(&report.gates, &budgets, baseline.as_ref());
+    write(&report, dir)?;
+    Ok(report)
+}
+
 /// A clean gate without a baseline, its replicates written as
 /// `<dir>/baseline.json`: the baseline of this build on this machine now.
 async fn fresh_baseline(options: &PowerOptions, dir: &Path) -> Result<PathBuf, GateError> {

@@ -69,6 +69,7 @@ fn draw(
         .y_desc("share of gates flagged")
         .x_label_formatter(&|v| format!("{v:.2}"))
         .y_label_formatter(&|v| format!("{:.0} %", v * 100.0))
+        .max_light_lines(0)
         .label_style((font, 13))
         .draw()?;
     let target = TARGET_DETECTION;
@@ -101,6 +102,31 @@ fn draw(
                 Some((s, r.detection.rate, r.detection.low, r.detection.high))
             })
             .collect();
+        // Each point named: its size and k/n (the log axis labels few sizes).
+        chart.draw_series(
+            a.rows
+                .iter()
+                .filter(|r| r.fixture.as_deref() == Some(name))
+                .filter_map(|r| {
+                    let x = r.size_bytes? as f64 / MIB;
+                    let text = format!(
+                        "{} {}/{}",
+                        loadgen::ByteSize(r.size_bytes?),
+                        r.detection.flagged,
+                        r.detection.gates
+                    );
+                    let y = if r.detection.rate > 0.5 {
+                        r.detection.rate - 0.06
+                    } else {
+                        r.detection.rate + 0.04
+                    };
+                    Some(Text::new(
+                        text,
+                        (x * 1.03, y),
+                        (font, 13).into_font().color(&colour),
+                    ))
+                }),
+        )?;
         chart
             .draw_series(LineSeries::new(
                 points.iter().map(|&(x, y, _, _)| (x, y)),
