@@ -389,6 +389,67 @@ mod tests {
         assert_eq!(Rate::of(0, 0), Rate::default());
     }
 
+    fn run(anon_mib: f64) -> crate::gate::metrics::RunMetrics {
+        crate::gate::metrics::RunMetrics {
+            run_dir: "r".into(),
+            passed: true,
+            verdict: None,
+            oom_kills: 0,
+            died: false,
+            failed_requests: 0,
+            unverified_requests: 0,
+            phase_errors: Vec::new(),
+            values: [(crate::gate::metrics::Metric::PeakAnon, anon_mib * MIB)].into(),
+        }
+    }
+
+    fn power_gate(variant: Variant, anon_mib: &[f64], flagged: bool) -> PowerGate {
+        PowerGate {
+            variant,
+            round: 1,
+            flagged,
+            failures: Vec::new(),
+            delta_peak_anon: None,
+            wall_seconds: 50.0,
+            replicates: anon_mib.iter().map(|&a| run(a)).collect(),
+            gate_dir: "g".into(),
+        }
+    }
+
+    #[test]
+    fn the_tuning_grid_decides_the_same_runs_again() {
+        let base: Vec<_> = [16.0, 16.1, 16.2, 16.3, 16.4].map(run).into();
+        let baseline = Baseline::of("s", None, &base);
+        let budgets = Budgets::from_table(&toml::Table::new()).unwrap();
+        let one = crate::fixture::Fixture::RetainPerUpload(loadgen::ByteSize(1 << 20));
+        // +1.6 to +1.8 MiB over the baseline's median: above a 1 MiB floor
+        // only, and every run above every baseline run at k = 3 and 5.
+        let gates = [
+            power_gate(Variant::Clean(1), &[16.1, 16.2, 16.3, 16.0, 16.4], false),
+            power_gate(
+                Variant::Fixture(one),
+                &[17.8, 17.9, 18.0, 17.7, 17.6],
+                false,
+            ),
+        ];
+        let a = analyse(&gates, &budgets, Some(&baseline));
+        assert_eq!(a.rows.len(), 2);
+        assert_eq!(a.rows[0].build, "clean");
+        let at = |k: usize, f: f64| {
+            a.tuning
+                .iter()
+                .find(|t| t.replicates == k && t.floor_mib == f)
+                .unwrap()
+        };
+        assert_eq!(a.tuning.len(), 3 * TUNING_FLOORS_MIB.len(), "k = 3, 4, 5");
+        assert_eq!(at(5, 1.0).detection[0].1.flagged, 1);
+        assert_eq!(at(3, 1.0).detection[0].1.flagged, 1);
+        assert_eq!(at(5, 2.0).detection[0].1.flagged, 0, "below the floor");
+        assert_eq!(at(5, 1.0).false_alarms.flagged, 0);
+        assert_eq!(at(5, 1.0).mde[0].detected_at, Some(1 << 20));
+        assert_eq!(at(3, 1.0).wall_seconds, 30.0, "scaled to 3 of 5 runs");
+    }
+
     #[test]
     fn the_mde_is_the_size_from_which_every_larger_one_is_caught() {
         let p = |s: u64, r: f64| ("retain".to_owned(), s << 20, r);
