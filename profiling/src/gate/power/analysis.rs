@@ -17,7 +17,7 @@ use crate::gate::stats::median;
 /// Detection a size must reach to count as detectable.
 pub const TARGET_DETECTION: f64 = 0.9;
 /// The effect floors the tuning grid tries (MiB; the relative floor stays).
-pub const TUNING_FLOORS_MIB: [f64; 3] = [1.0, 2.0, 3.0];
+pub const TUNING_FLOORS_MIB: [f64; 4] = [0.5, 1.0, 2.0, 3.0];
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// k of n gates, with a 95 % Wilson score interval (sound at small n and at
