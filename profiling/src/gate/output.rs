@@ -160,10 +160,12 @@ pub fn markdown(report: &GateReport) -> String {
     if let Some(info) = &report.baseline {
         let _ = writeln!(
             md,
-            "\nBaseline `{}` from {} (revision `{}`); one-sided exact Mann-Whitney p, bootstrap 95% interval of the difference of medians, effect floor max(5%, 2 MiB).\n",
+            "\nBaseline `{}` from {} (revision `{}`); one-sided exact Mann-Whitney p, bootstrap 95% interval of the difference of medians, effect floor max({}%, {} MiB).\n",
             info.path.display(),
             info.created.format("%Y-%m-%d"),
-            info.git_revision.as_deref().unwrap_or("?")
+            info.git_revision.as_deref().unwrap_or("?"),
+            super::baseline::MIN_RELATIVE_EFFECT * 100.0,
+            super::baseline::MIN_ABSOLUTE_EFFECT_BYTES / (1024.0 * 1024.0)
         );
         for d in &info.machine_differences {
             let _ = writeln!(
