@@ -18,6 +18,18 @@ use reports::cause::{Cause, CauseKind};
 /// Runs `fixture` with the phases `phases` (TOML) after an upload of two
 /// `size` files, and returns the report's cause.
 async fn cause_of(fixture: Fixture, size: &str, args: &str, phases: &str) -> Cause {
+    cause_of_upload(fixture, "scenario = \"upload\"", size, args, phases).await
+}
+
+/// As [`cause_of`], with the upload phase's loadgen `scenario` (and its
+/// options) given: `upload` lines.
+async fn cause_of_upload(
+    fixture: Fixture,
+    upload: &str,
+    size: &str,
+    args: &str,
+    phases: &str,
+) -> Cause {
     let root = nix::unistd::Uid::effective().is_root();
     let mode = if root { "cgroup" } else { "none" };
     let spec = ServerSpec {
@@ -45,7 +57,7 @@ async fn cause_of(fixture: Fixture, size: &str, args: &str, phases: &str) -> Cau
             name = "upload"
             pause_after = "2500ms"
             [phases.loadgen]
-            scenario = "upload"
+            {upload}
             users = 2
             iterations = 1
             size = "{size}"
@@ -76,13 +88,18 @@ async fn cause_of(fixture: Fixture, size: &str, args: &str, phases: &str) -> Cau
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffered_multipart_names_the_fixtures_buffer() {
-    let cause = cause_of(Fixture::BufferedMultipart, "40MB", "", "").await;
+    // Throttled, so the buffers outlive a profile however fast the machine:
+    // a 66 MB part fills the fixture's whole 64 MiB buffer after 3.4 s at
+    // 10 MB/s and holds it 3 s more (at full speed an upload here can end,
+    // freeing it, within the first profile's dump).
+    let upload = "scenario = \"slow-upload\"\n slow-rate = \"10MB\"";
+    let cause = cause_of_upload(Fixture::BufferedMultipart, upload, "66MB", "", "").await;
     assert_eq!(cause.kind, CauseKind::Heap, "{cause:?}");
     assert!(
         cause.name.starts_with("share_server::regressions::"),
         "{cause:?}"
     );
-    // Two uploads' buffers of 40 MB each, give or take the sampling.
+    // Two uploads' buffers of 64 MiB each, give or take the sampling.
     assert!(cause.grown_bytes > 48 << 20, "{cause:?}");
 }
 
@@ -97,7 +114,9 @@ async fn read_all_chunks_names_the_fixtures_read() {
         users = 2
         iterations = 1
     "#;
-    let cause = cause_of(Fixture::ReadAllChunks, "20MB", "", download).await;
+    // 64 MB: every chunk read loads the rest of the file, so a download
+    // reads about 2 GB and lasts long enough for a profile to land in it.
+    let cause = cause_of(Fixture::ReadAllChunks, "64MB", "", download).await;
     assert_eq!(cause.kind, CauseKind::Heap, "{cause:?}");
     assert!(
         cause.name.starts_with("share_server::regressions::"),
