@@ -43,10 +43,14 @@ async fn a_failed_gate_names_the_site_that_grew_against_the_baselines_profile() 
             name = "upload"
             pause_after = "2500ms"
             [phases.loadgen]
-            scenario = "upload"
+            # Throttled, so the buffers outlive a profile on a fast machine:
+            # each 66 MB part fills the fixture's 64 MiB buffer in 3.4 s and
+            # holds it 3 s more.
+            scenario = "slow-upload"
+            slow-rate = "10MB"
             users = 2
             iterations = 1
-            size = "30MB"
+            size = "66MB"
             [budgets]
             allocator_resident = "24MiB"
             "#,
@@ -88,7 +92,7 @@ async fn a_failed_gate_names_the_site_that_grew_against_the_baselines_profile() 
     let top = a.grew_vs_baseline.first().expect("a site grew");
     assert_eq!(top.name, SITE, "{a:#?}");
     assert_eq!(top.from_bytes, 1 << 20);
-    // Two uploads' buffers of 30 MB each, less sampling error.
+    // Two uploads' buffers of 64 MiB each, less sampling error.
     assert!(top.to_bytes > 40 << 20, "{top:?}");
     let named = a.grew_most.as_ref().unwrap();
     assert!(
