@@ -86,7 +86,7 @@ pub struct OomKill {
 
 /// What [`open`] needs beyond the scenario's `[machine]`.
 pub struct Setup<'a> {
-    /// Names the cgroup.
+    /// Names the cgroup (unique per run: the run's id, the rig's pid and a count).
     pub run_id: &'a str,
     /// A directory for the run's scratch files (tmpfs mount point, the
     /// server's temp dir, disk image).

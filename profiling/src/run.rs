@@ -91,6 +91,9 @@ pub struct RunOptions {
 /// How a run ended; `outcome.json`, with loadgen's whole summary per phase.
 pub type Outcome = run_format::Outcome<loadgen::Summary>;
 
+/// Runs this process has started: part of each run's cgroup name.
+static RUNS_STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Runs a scenario end to end. Errors before the server runs are returned;
 /// once it runs, everything ends in an [`Outcome`] (a crash is a result).
 pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
@@ -134,8 +137,16 @@ pub async fn run(options: RunOptions) -> Result<Outcome, RunError> {
         .prefix("sharerig-data-")
         .tempdir()
         .map_err(io("creating the server's data dir"))?;
+    // The cgroup's name: two runs of one scenario started in the same second
+    // (parallel tests, two rigs on one host) must not share a group, or the
+    // first to end kills the other's server as it empties its group.
+    let cgroup_id = format!(
+        "{run_id}-{}-{}",
+        std::process::id(),
+        RUNS_STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     let setup = machine::Setup {
-        run_id: &run_id,
+        run_id: &cgroup_id,
         scratch: data.path(),
         workspace: Some(&options.workspace),
         server_binary: Some(&binary),
