@@ -77,6 +77,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> GateError {
     move |source| GateError::Io { context, source }
 }
 
+#[derive(Clone)]
 pub struct GateOptions {
     pub scenario: PathBuf,
     /// Compare with this baseline (none: budgets only).
@@ -160,11 +161,18 @@ fn gate_dir(
     scenario: &Scenario,
     started_at: DateTime<Utc>,
 ) -> Result<PathBuf, GateError> {
-    let dir = options.runs_dir.join(format!(
-        "gate-{}-{}",
-        scenario.name,
-        started_at.format("%Y%m%dT%H%M%SZ")
-    ));
+    dated_dir(&options.runs_dir, "gate", &scenario.name, started_at)
+}
+
+/// `<runs_dir>/<kind>-<scenario>-<UTC>/`, created: where a gate, a proof or
+/// a power measurement writes.
+fn dated_dir(
+    runs_dir: &Path,
+    kind: &str,
+    scenario: &str,
+    at: DateTime<Utc>,
+) -> Result<PathBuf, GateError> {
+    let dir = runs_dir.join(format!("{kind}-{scenario}-{}", at.format("%Y%m%dT%H%M%SZ")));
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
     Ok(dir)
 }

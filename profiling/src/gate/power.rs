@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::Baseline;
 use super::metrics::{Metric, RunMetrics};
-use super::prove::{Variant, fixture_scenario};
+use super::prove::{Variant, gate_variant};
 use super::{GateError, GateOptions, gate, io};
 use crate::fixture::Fixture;
 use crate::scenario::Scenario;
@@ -80,12 +80,7 @@ pub async fn power(options: &PowerOptions) -> Result<PowerReport, GateError> {
     let scenario = Scenario::load(&options.gate.scenario)?;
     let budgets = super::budgets::Budgets::from_table(&scenario.budgets)?;
     let started_at = Utc::now();
-    let dir = options.gate.runs_dir.join(format!(
-        "power-{}-{}",
-        scenario.name,
-        started_at.format("%Y%m%dT%H%M%SZ")
-    ));
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let dir = super::dated_dir(&options.gate.runs_dir, "power", &scenario.name, started_at)?;
     let text = std::fs::read_to_string(&options.gate.scenario)
         .map_err(io(format!("reading {}", options.gate.scenario.display())))?;
     let baseline_file = match options.fresh_baseline {
@@ -93,6 +88,12 @@ pub async fn power(options: &PowerOptions) -> Result<PowerReport, GateError> {
         false => options.gate.baseline.clone(),
     };
     let baseline = baseline_file.as_deref().map(Baseline::load).transpose()?;
+    // Every gate: against that baseline, no attribution run.
+    let gate_options = GateOptions {
+        baseline: baseline_file.clone(),
+        attribution: false,
+        ..options.gate.clone()
+    };
 
     let mut report = PowerReport {
         schema: 1,
@@ -116,20 +117,8 @@ pub async fn power(options: &PowerOptions) -> Result<PowerReport, GateError> {
             "rig power: gate {}/{total}: {variant} (round {round})",
             i + 1
         );
-        let file = dir.join(format!("{variant}.toml"));
-        std::fs::write(&file, fixture_scenario(&text, variant)?)
-            .map_err(io(format!("writing {}", file.display())))?;
         let clock = Instant::now();
-        let g = gate(&GateOptions {
-            scenario: file,
-            baseline: baseline_file.clone(),
-            replicates: options.gate.replicates,
-            runs_dir: dir.clone(),
-            workspace: options.gate.workspace.clone(),
-            progress: options.gate.progress,
-            attribution: false,
-        })
-        .await?;
+        let g = gate_variant(&gate_options, &text, &dir, variant).await?;
         report.gates.push(PowerGate {
             variant,
             round,
@@ -172,15 +161,11 @@ pub fn reanalyse(dir: &Path, scenario: &Path) -> Result<PowerReport, GateError> 
 /// `<dir>/baseline.json`: the baseline of this build on this machine now.
 async fn fresh_baseline(options: &PowerOptions, dir: &Path) -> Result<PathBuf, GateError> {
     eprintln!("rig power: the baseline gate");
-    let runs_dir = dir.join("baseline");
     let g = gate(&GateOptions {
-        scenario: options.gate.scenario.clone(),
         baseline: None,
-        replicates: options.gate.replicates,
-        runs_dir,
-        workspace: options.gate.workspace.clone(),
-        progress: options.gate.progress,
+        runs_dir: dir.join("baseline"),
         attribution: false,
+        ..options.gate.clone()
     })
     .await?;
     let git = crate::meta::git(&options.gate.workspace);

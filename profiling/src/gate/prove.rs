@@ -131,12 +131,7 @@ pub async fn prove(
     fixtures: &[Fixture],
 ) -> Result<Vec<Detection>, GateError> {
     let scenario = Scenario::load(&options.scenario)?;
-    let dir = options.runs_dir.join(format!(
-        "prove-{}-{}",
-        scenario.name,
-        Utc::now().format("%Y%m%dT%H%M%SZ")
-    ));
-    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    let dir = super::dated_dir(&options.runs_dir, "prove", &scenario.name, Utc::now())?;
     let text = std::fs::read_to_string(&options.scenario)
         .map_err(io(format!("reading {}", options.scenario.display())))?;
 
@@ -145,19 +140,7 @@ pub async fn prove(
         .chain(fixtures.iter().copied().map(Variant::Fixture));
     let mut rows = Vec::new();
     for variant in variants {
-        let file = dir.join(format!("{variant}.toml"));
-        std::fs::write(&file, fixture_scenario(&text, variant)?)
-            .map_err(io(format!("writing {}", file.display())))?;
-        let report = gate(&GateOptions {
-            scenario: file,
-            baseline: options.baseline.clone(),
-            replicates: options.replicates,
-            runs_dir: dir.clone(),
-            workspace: options.workspace.clone(),
-            progress: options.progress,
-            attribution: options.attribution,
-        })
-        .await?;
+        let report = gate_variant(options, &text, &dir, variant).await?;
         let row = Detection::of(variant, &report);
         eprintln!(
             "rig prove: {variant}: {}",
@@ -167,6 +150,26 @@ pub async fn prove(
     }
     write(&rows, &dir, &options.scenario)?;
     Ok(rows)
+}
+
+/// One gate of `variant`: its scenario (`text` with the fixture added)
+/// written to `<dir>/<variant>.toml`, its runs into `dir`; the rest of
+/// `options` (baseline, replicates, attribution) as given.
+pub async fn gate_variant(
+    options: &GateOptions,
+    text: &str,
+    dir: &Path,
+    variant: Variant,
+) -> Result<GateReport, GateError> {
+    let file = dir.join(format!("{variant}.toml"));
+    std::fs::write(&file, fixture_scenario(text, variant)?)
+        .map_err(io(format!("writing {}", file.display())))?;
+    gate(&GateOptions {
+        scenario: file,
+        runs_dir: dir.to_path_buf(),
+        ..options.clone()
+    })
+    .await
 }
 
 /// The scenario text with the `regressions` feature and `--regression NAME`

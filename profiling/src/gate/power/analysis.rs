@@ -134,6 +134,7 @@ pub fn analyse(gates: &[PowerGate], budgets: &Budgets, baseline: Option<&Baselin
     let clean: Vec<&PowerGate> = gates.iter().filter(|g| g.variant.is_clean()).collect();
     let false_alarms = Rate::of(clean.iter().filter(|g| g.flagged).count(), clean.len());
 
+    // Replicates every gate has: the grid's largest k.
     let most = gates.iter().map(|g| g.replicates.len()).min().unwrap_or(0);
     let fewest = if most >= 3 { 3 } else { most.min(1) };
     let median_wall = median(&gates.iter().map(|g| g.wall_seconds).collect::<Vec<_>>());

@@ -4,7 +4,7 @@
 
 use plotters::prelude::*;
 
-use super::analysis::{Analysis, TARGET_DETECTION};
+use super::analysis::{Analysis, Rate, TARGET_DETECTION};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const SIZE: (u32, u32) = (900, 560);
@@ -93,58 +93,42 @@ fn draw(
     fixtures.dedup();
     for (i, name) in fixtures.into_iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let points: Vec<(f64, f64, f64, f64)> = a
+        // This fixture's sizes (MiB) with their rates, in the rows' order.
+        let points: Vec<(f64, u64, &Rate)> = a
             .rows
             .iter()
             .filter(|r| r.fixture.as_deref() == Some(name))
-            .filter_map(|r| {
-                let s = r.size_bytes? as f64 / MIB;
-                Some((s, r.detection.rate, r.detection.low, r.detection.high))
-            })
+            .filter_map(|r| Some((r.size_bytes? as f64 / MIB, r.size_bytes?, &r.detection)))
             .collect();
-        // Each point named: its size and k/n (the log axis labels few sizes).
-        chart.draw_series(
-            a.rows
-                .iter()
-                .filter(|r| r.fixture.as_deref() == Some(name))
-                .filter_map(|r| {
-                    let x = r.size_bytes? as f64 / MIB;
-                    let text = format!(
-                        "{} {}/{}",
-                        loadgen::ByteSize(r.size_bytes?),
-                        r.detection.flagged,
-                        r.detection.gates
-                    );
-                    let y = if r.detection.rate > 0.5 {
-                        r.detection.rate - 0.06
-                    } else {
-                        r.detection.rate + 0.04
-                    };
-                    Some(Text::new(
-                        text,
-                        (x * 1.03, y),
-                        (font, 13).into_font().color(&colour),
-                    ))
-                }),
-        )?;
         chart
             .draw_series(LineSeries::new(
-                points.iter().map(|&(x, y, _, _)| (x, y)),
+                points.iter().map(|&(x, _, d)| (x, d.rate)),
                 colour.stroke_width(2),
             ))?
             .label(name.to_owned())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
         // The 95 % interval as a bar through each measured rate.
-        chart.draw_series(
-            points.iter().map(|&(x, _, lo, hi)| {
-                PathElement::new([(x, lo), (x, hi)], colour.stroke_width(1))
-            }),
-        )?;
+        chart.draw_series(points.iter().map(|&(x, _, d)| {
+            PathElement::new([(x, d.low), (x, d.high)], colour.stroke_width(1))
+        }))?;
         chart.draw_series(
             points
                 .iter()
-                .map(|&(x, y, _, _)| Circle::new((x, y), 4, colour.filled())),
+                .map(|&(x, _, d)| Circle::new((x, d.rate), 4, colour.filled())),
         )?;
+        // Each point named: its size and k/n (the log axis labels few sizes).
+        chart.draw_series(points.iter().map(|&(x, bytes, d)| {
+            let y = if d.rate > 0.5 {
+                d.rate - 0.06
+            } else {
+                d.rate + 0.04
+            };
+            Text::new(
+                format!("{} {}/{}", loadgen::ByteSize(bytes), d.flagged, d.gates),
+                (x * 1.03, y),
+                (font, 13).into_font().color(&colour),
+            )
+        }))?;
     }
     chart
         .configure_series_labels()
