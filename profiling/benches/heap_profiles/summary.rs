@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use profiling::gate::stats::median;
 use serde_json::{Value, json};
 
 use crate::Config;
@@ -95,7 +96,7 @@ impl<'a> Summary<'a> {
     }
 
     fn median(&self, on: bool, m: &Metric) -> Option<f64> {
-        median(self.side(on).filter_map(m.read).collect())
+        median(&self.side(on).filter_map(m.read).collect::<Vec<_>>())
     }
 
     /// Each "on" run against the "off" run just before it.
@@ -171,7 +172,7 @@ impl<'a> Summary<'a> {
                 let value = json!({
                     "of_medians": ratio(self.median(true, m), self.median(false, m)),
                     "pairwise": pairwise,
-                    "pairwise_median": median(pairwise.iter().flatten().copied().collect()),
+                    "pairwise_median": median(&pairwise.iter().flatten().copied().collect::<Vec<_>>()),
                 });
                 (m.key.to_owned(), value)
             })
@@ -210,16 +211,6 @@ impl<'a> Summary<'a> {
         }
         let text = serde_json::to_string_pretty(&self.to_json()).context("encoding the figures")?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
-    }
-}
-
-fn median(mut values: Vec<f64>) -> Option<f64> {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    match n {
-        0 => None,
-        _ if n % 2 == 1 => Some(values[n / 2]),
-        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
     }
 }
 
