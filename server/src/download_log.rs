@@ -226,6 +226,7 @@ mod tests {
         assert_eq!(e.downloads, 2_000, "the total survives pruning");
         let rows: i64 = store
             .reader()
+            .unwrap()
             .query_row("SELECT COUNT(*) FROM downloads", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows as u64, KEPT_PER_ENTRY);

@@ -25,7 +25,7 @@
 //!   [`fair_share`]: how it (and the connection slots) is shared among
 //!   clients; [`client`]: who a request comes from.
 //! - [`multipart_guard`]: bounds on the multipart framing multer buffers whole.
-//! - [`gc`]: the periodic collector task.
+//! - [`gc`]: the periodic collector task; [`idle_trim`]: hands idle SQLite caches back.
 //! - [`regressions`]: the story's bugs as opt-in fixtures (`regressions` feature).
 //! - [`allocator`], [`stats`], [`counters`], [`metrics`]: memory introspection
 //!   (`/debug/stats`, `/metrics`, heap profiles) on the debug listener.
@@ -47,6 +47,7 @@ pub mod fair_share;
 pub mod gc;
 pub mod guest_links;
 pub mod handlers;
+pub mod idle_trim;
 pub mod limits;
 pub mod live_uploads;
 pub mod metrics;
@@ -162,6 +163,7 @@ impl Server {
             config.vacuum || regressions::active(regressions::Regression::PeriodicVacuum),
             stop_gc.clone(),
         ));
+        let trim = tokio::spawn(idle_trim::run(state.db.clone(), stop_gc.clone()));
 
         let stop_accepting = CancellationToken::new();
         let limits = config.limits.connections;
@@ -209,6 +211,7 @@ impl Server {
 
         stop_gc.cancel();
         let _ = gc.await;
+        let _ = trim.await;
         if let Some(debug_server) = debug_server
             && let Err(e) = debug_server.await
         {

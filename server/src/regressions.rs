@@ -181,7 +181,7 @@ mod mechanisms {
         start: usize,
         end: usize,
     ) -> Result<Option<Bytes>, StorageError> {
-        let conn = store.reader();
+        let conn = store.reader()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT chunk FROM entries_data WHERE id = ?1 AND chunk_index >= ?2

@@ -3,9 +3,11 @@
 //! here blocks and is called from `spawn_blocking` (see [`Db::run`]).
 //!
 //! Memory bounds (the point of the project): each connection's page cache is
-//! capped by `cache_size`, memory-mapped I/O is off so file pages are never
-//! charged to us as RSS, temp tables go to files, and the WAL is truncated
-//! after checkpoints by `journal_size_limit`.
+//! capped by `cache_size` and filled page by page (no bulk allocation, see
+//! [`sqlite_init`]), readers are opened only when needed and idle caches are
+//! handed back ([`Store::release_idle_memory`]), memory-mapped I/O is off so
+//! file pages are never charged to us as RSS, temp tables go to files, and the
+//! WAL is truncated after checkpoints by `journal_size_limit`.
 
 pub mod chunks;
 pub mod downloads;
@@ -16,6 +18,7 @@ pub mod migrations;
 mod pool;
 pub mod reserve;
 pub mod settings;
+pub mod sqlite_init;
 pub mod status;
 
 use std::path::{Path, PathBuf};
@@ -27,8 +30,9 @@ use rusqlite::{Connection, ErrorCode, FileControl, OpenFlags};
 use pool::ReaderPool;
 use reserve::DiskReserve;
 
-/// Readers serve downloads and metadata reads concurrently (WAL readers never
-/// block the writer). Four covers a 2-core VM; more only adds page caches.
+/// Most readers open at once: they serve downloads and metadata reads
+/// concurrently (WAL readers never block the writer). Opened on demand, so an
+/// idle server has none; four covers a 2-core VM, more only adds page caches.
 pub const READER_CONNECTIONS: usize = 4;
 /// SQLite page size for new databases (existing ones keep theirs). A
 /// 320 KiB chunk spans 5 overflow pages of 64 KiB instead of 80 of 4 KiB:
@@ -133,17 +137,24 @@ impl Store {
         let reserve = DiskReserve::new(sidecar(path, "reserve"), reserve_bytes);
         // On a completely full disk SQLite cannot even create the WAL index
         // (`-shm`) it needs to open the database: free the reserve and retry.
-        let (writer, readers) = match open_connections(path) {
+        if let Err(rc) = sqlite_init::apply_once() {
+            tracing::warn!(rc, "SQLite was initialised before the store: its memory settings are SQLite's defaults");
+        }
+        let writer = match open_writer(path) {
             Err(e) if reserve.release() => {
                 tracing::warn!(error = %e, "opening the database failed; retrying with the disk reserve freed");
-                open_connections(path)?
+                open_writer(path)?
             }
             opened => opened?,
         };
+        let reader_path = path.to_owned();
         let store = Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
-            readers: ReaderPool::new(readers),
+            readers: ReaderPool::new(
+                READER_CONNECTIONS,
+                Box::new(move || open_reader(&reader_path)),
+            ),
             reserve,
         };
         // On a full disk the server still starts, without its reserve.
@@ -184,9 +195,33 @@ impl Store {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A reader connection from the pool (waits for one to be free).
-    pub(crate) fn reader(&self) -> pool::PooledReader<'_> {
+    /// A reader connection from the pool: an idle one, a newly opened one
+    /// while fewer than [`READER_CONNECTIONS`] are open, or else the first
+    /// one returned.
+    pub(crate) fn reader(&self) -> Result<pool::PooledReader<'_>, StorageError> {
         self.readers.get()
+    }
+
+    /// Reader connections open now.
+    pub fn readers_open(&self) -> usize {
+        self.readers.opened()
+    }
+
+    /// Hands the page caches of the connections not in use back to the
+    /// allocator (`sqlite3_db_release_memory`); a busy writer is skipped. The
+    /// next query re-reads what it needs from the OS page cache. Called every
+    /// [`crate::idle_trim::INTERVAL`], so memory an upload or a
+    /// download filled goes back soon after it ends.
+    pub fn release_idle_memory(&self) {
+        let release = |conn: &Connection| {
+            if let Err(e) = conn.release_memory() {
+                tracing::debug!(error = %e, "releasing a connection's cache");
+            }
+        };
+        if let Ok(writer) = self.writer.try_lock() {
+            release(&writer);
+        }
+        self.readers.for_each_idle(release);
     }
 
     /// SQLite's memory figures, including the page cache of the connections
@@ -228,28 +263,32 @@ impl Store {
     }
 }
 
-/// The writer (after migrating the database) and the readers.
-fn open_connections(path: &Path) -> Result<(Connection, Vec<Connection>), StorageError> {
-    let open_err = |e: rusqlite::Error| StorageError::Open {
+fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
+    move |e| StorageError::Open {
         path: path.to_owned(),
         source: Box::new(e),
-    };
-    let mut writer = Connection::open(path).map_err(open_err)?;
-    configure(&writer, WRITER_CACHE_KIB).map_err(open_err)?;
+    }
+}
+
+/// The writer, after migrating the database.
+fn open_writer(path: &Path) -> Result<Connection, StorageError> {
+    let mut writer = Connection::open(path).map_err(open_error(path))?;
+    configure(&writer, WRITER_CACHE_KIB).map_err(open_error(path))?;
     migrations::apply(&mut writer)?;
-    let readers = (0..READER_CONNECTIONS)
-        .map(|_| {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            configure(&conn, READER_CACHE_KIB)?;
-            conn.pragma_update(None, "query_only", true)?;
-            Ok(conn)
-        })
-        .collect::<Result<Vec<_>, rusqlite::Error>>()
-        .map_err(open_err)?;
-    Ok((writer, readers))
+    Ok(writer)
+}
+
+/// One more reader (the writer has migrated the database already).
+fn open_reader(path: &Path) -> Result<Connection, StorageError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open_error(path))?;
+    configure(&conn, READER_CACHE_KIB).map_err(open_error(path))?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(open_error(path))?;
+    Ok(conn)
 }
 
 /// `<db file name>.<suffix>` beside the database.
@@ -275,6 +314,9 @@ fn configure(conn: &Connection, cache_kib: i64) -> Result<(), rusqlite::Error> {
     // explicitly (see `entries::finish_upload`).
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // After the page size is known: SQLite turns KiB into a page count when
+    // the pragma runs (set before the header is read, 2 MiB would become
+    // 512 pages of 4 KiB, i.e. 32 MiB of our 64 KiB pages).
     #[cfg(feature = "regressions")]
     let cache_kib = crate::regressions::cache_kib(cache_kib);
     conn.pragma_update(None, "cache_size", -cache_kib)?;

@@ -5,6 +5,7 @@
 //!   ([`share_server_binary!`] for the caller's own profile);
 //! - [`Spawn`] / [`Server`]: start it on ephemeral loopback ports with a temp
 //!   database, read its addresses, kill it on drop;
+//! - [`content`]: deterministic upload bytes, streamed, never held whole;
 //! - [`login`]: a session cookie from `POST /api/auth`;
 //! - [`prometheus`]: a strict parser of the `/metrics` text;
 //! - [`tools`]: Chromium, chromedriver and promtool, installed when missing
@@ -14,6 +15,7 @@
 //! rig (`profiling`) uses too.
 
 pub mod binary;
+pub mod content;
 mod error;
 mod login;
 pub mod prometheus;

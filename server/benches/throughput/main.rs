@@ -22,10 +22,9 @@
 //! `BENCH_PARALLEL_MB` (default 618) each upload of phases 3 and 4;
 //! MB = 10^6 bytes.
 //!
-//! Modules: `content` (the bytes), `raw` (phase 1), `process` (the server
+//! Modules (the bytes come from `testkit::content`): `raw` (phase 1), `process` (the server
 //! and a client), `phases` (2 and 3), `cost` (4), `report`.
 
-mod content;
 mod cost;
 mod phases;
 mod process;
@@ -45,16 +44,10 @@ use report::{Report, cores, fmt_mb, json_path, kernel_release};
 /// Bytes per stored chunk, the same for the baseline and the server (which
 /// is started with it explicitly, so a stray `PS_CHUNK_SIZE` cannot differ).
 pub(crate) const CHUNK_SIZE: u64 = DEFAULT_CHUNK_SIZE;
-/// Pieces the client streams into a request body: a typical socket write,
-/// well below a chunk, so the server does its own re-chunking as in real use.
-pub(crate) const PIECE_BYTES: usize = 64 * 1024;
 /// One MB, as in "MB/s" (decimal, like the 618 MB file size).
 pub(crate) const MB: f64 = 1e6;
 /// Bytes per MiB, for memory figures.
 pub(crate) const MIB: f64 = 1024.0 * 1024.0;
-/// Seed of the content generator: every stream of a given length is identical,
-/// which is what lets the upload's hash be computed outside the timed request.
-pub(crate) const CONTENT_SEED: u64 = 0x5EED_F11E;
 /// Default file size in MB, for phases 1 and 2 and for each parallel upload.
 pub(crate) const DEFAULT_SIZE_MB: u64 = 618;
 /// Uploads running at once in the memory phase.

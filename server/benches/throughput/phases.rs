@@ -6,10 +6,12 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use sha2::{Digest, Sha256};
 
-use crate::content::content_sha256;
+use testkit::content::content_sha256;
 use crate::process::{ServerProcess, Session};
 use crate::raw::Rate;
-use crate::{CHUNK_SIZE, PARALLEL_UPLOADS, PIECE_BYTES};
+use testkit::content::PIECE_BYTES;
+
+use crate::{CHUNK_SIZE, PARALLEL_UPLOADS};
 
 /// The most any download can reach on this machine: `size` bytes over
 /// loopback TCP in the server's chunk-sized writes, with no HTTP and no

@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::content::content_stream;
+use testkit::content::content_stream;
 use crate::{CHUNK_SIZE, MIB, SERVER_STOP_TIMEOUT};
 
 /// A running `share-server` (this bench's profile, so release under `cargo

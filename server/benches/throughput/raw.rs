@@ -13,7 +13,7 @@ use share_server::storage::entries::{FinishedUpload, NewUpload};
 use share_server::storage::{Store, chunks, entries, now_millis};
 use share_server::upload::CHUNKS_PER_TRANSACTION;
 
-use crate::content::{Content, content_sha256};
+use testkit::content::{Content, content_sha256};
 use crate::{CHUNK_SIZE, MB};
 
 /// Bytes moved in some time.

@@ -9,7 +9,7 @@ use crate::state::AppState;
 pub async fn healthz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
     state
         .db
-        .run(|s| crate::storage::migrations::current_version(&s.reader()))
+        .run(|s| crate::storage::migrations::current_version(&*s.reader()?))
         .await?;
     Ok("ok\n")
 }

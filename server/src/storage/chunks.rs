@@ -55,7 +55,7 @@ pub fn read(
         return crate::regressions::read_all_later_chunks(store, id, index, start, end)?
             .ok_or(StorageError::NotFound);
     }
-    let conn = store.reader();
+    let conn = store.reader()?;
     let mut stmt = conn
         .prepare_cached("SELECT chunk FROM entries_data WHERE id = ?1 AND chunk_index = ?2")
         .ctx("preparing a chunk read")?;

@@ -157,7 +157,7 @@ pub struct HistoryPage {
 /// newest `limit + 1` rows while it walks the entry's index (and with
 /// `unique`, its groups: at most [`KEPT_PER_ENTRY`] plus a batch of rows).
 pub fn page(store: &Store, id: &EntryId, q: HistoryQuery) -> Result<HistoryPage, StorageError> {
-    let conn = store.reader();
+    let conn = store.reader()?;
     let mut stmt = conn
         .prepare_cached(if q.unique {
             // A bare column beside MAX() comes from the row holding the max.
@@ -247,6 +247,7 @@ mod tests {
         let e = entries::get(store, id, 1).unwrap();
         let rows = store
             .reader()
+            .unwrap()
             .query_row(
                 "SELECT COUNT(*) FROM downloads WHERE entry_id = ?1",
                 [id.as_str()],

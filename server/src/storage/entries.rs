@@ -110,7 +110,7 @@ pub fn delete(store: &Store, id: &EntryId) -> Result<(), StorageError> {
 /// Deletes a complete entry; an upload in progress is not found.
 pub fn delete_complete(store: &Store, id: &EntryId) -> Result<(), StorageError> {
     let is_complete = store
-        .reader()
+        .reader()?
         .query_row(
             "SELECT 1 FROM entries WHERE id = ?1 AND state = 'complete'",
             [id.as_str()],
@@ -156,7 +156,7 @@ fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
 
 /// A complete, unexpired entry.
 pub fn get(store: &Store, id: &EntryId, now_ms: i64) -> Result<Entry, StorageError> {
-    get_with(&store.reader(), id, now_ms)
+    get_with(&*store.reader()?, id, now_ms)
 }
 
 fn get_with(conn: &Connection, id: &EntryId, now_ms: i64) -> Result<Entry, StorageError> {
@@ -173,7 +173,7 @@ fn get_with(conn: &Connection, id: &EntryId, now_ms: i64) -> Result<Entry, Stora
 
 /// Every complete, unexpired entry, newest first.
 pub fn list(store: &Store, now_ms: i64) -> Result<Vec<Entry>, StorageError> {
-    let conn = store.reader();
+    let conn = store.reader()?;
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM entries e
@@ -238,7 +238,7 @@ pub fn update(
 /// Sum of the sizes of complete entries (expired ones not yet collected included).
 pub fn total_size(store: &Store) -> Result<u64, StorageError> {
     store
-        .reader()
+        .reader()?
         .query_row(
             "SELECT COALESCE(SUM(size), 0) FROM entries WHERE state = 'complete'",
             [],

@@ -77,7 +77,7 @@ pub fn vacuum(store: &Store) -> Result<(), StorageError> {
 }
 
 fn ids(store: &Store, sql: &str, now_ms: Option<i64>) -> Result<Vec<EntryId>, StorageError> {
-    let conn = store.reader();
+    let conn = store.reader()?;
     let mut stmt = conn.prepare(sql).ctx("preparing a GC query")?;
     let map = |r: &rusqlite::Row<'_>| r.get::<_, String>(0).map(EntryId::from_db);
     let rows = match now_ms {

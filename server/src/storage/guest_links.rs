@@ -59,7 +59,7 @@ pub fn insert(
 }
 
 pub fn get(store: &Store, id: &GuestLinkId) -> Result<GuestLink, StorageError> {
-    get_with(&store.reader(), id)
+    get_with(&*store.reader()?, id)
 }
 
 fn get_with(conn: &Connection, id: &GuestLinkId) -> Result<GuestLink, StorageError> {
@@ -75,7 +75,7 @@ fn get_with(conn: &Connection, id: &GuestLinkId) -> Result<GuestLink, StorageErr
 
 /// Every link, newest first.
 pub fn list(store: &Store) -> Result<Vec<GuestLink>, StorageError> {
-    let conn = store.reader();
+    let conn = store.reader()?;
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {LINK_COLUMNS} FROM guest_links g

@@ -10,7 +10,7 @@ const DEFAULT_EXPIRATION_KEY: &str = "default_expiration_days";
 /// The settings; defaults for keys never set.
 pub fn get(store: &Store) -> Result<Settings, StorageError> {
     let value: Option<String> = store
-        .reader()
+        .reader()?
         .query_row(
             "SELECT value FROM settings WHERE key = ?1",
             [DEFAULT_EXPIRATION_KEY],
