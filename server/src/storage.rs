@@ -138,7 +138,10 @@ impl Store {
         // On a completely full disk SQLite cannot even create the WAL index
         // (`-shm`) it needs to open the database: free the reserve and retry.
         if let Err(rc) = sqlite_init::apply_once() {
-            tracing::warn!(rc, "SQLite was initialised before the store: its memory settings are SQLite's defaults");
+            tracing::warn!(
+                rc,
+                "SQLite was initialised before the store: its memory settings are SQLite's defaults"
+            );
         }
         let writer = match open_writer(path) {
             Err(e) if reserve.release() => {
@@ -234,6 +237,7 @@ impl Store {
         }
         self.readers
             .for_each_idle(|conn| status::add_connection(&mut memory, conn));
+        memory.readers_open = self.readers.opened() as u64;
         memory
     }
 

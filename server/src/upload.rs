@@ -36,7 +36,7 @@ use crate::storage::{StorageError, Store, chunks};
 
 /// Full chunks waiting for the writer. Two lets the network read the next
 /// chunk while one commits, without letting a slow disk pile up memory.
-pub const UPLOAD_QUEUE_CHUNKS: usize = 2;
+pub const UPLOAD_QUEUE_CHUNKS: usize = 1;
 /// Chunks per write transaction (taken only from what is already queued, so
 /// the writer never waits to fill a batch). Short transactions keep the WAL
 /// small and let parallel uploads and GC take turns.

@@ -218,6 +218,7 @@ async fn stats_have_every_documented_field_and_sane_values() {
             ("pagecache_overflow_highwater_bytes", U64),
             ("cache_used_bytes", U64),
             ("connections_sampled", U64),
+            ("readers_open", U64),
         ],
     );
     let sqlite_used = num(&s, "sqlite.memory_used_bytes");

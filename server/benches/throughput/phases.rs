@@ -6,10 +6,10 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use sha2::{Digest, Sha256};
 
-use testkit::content::content_sha256;
 use crate::process::{ServerProcess, Session};
 use crate::raw::Rate;
 use testkit::content::PIECE_BYTES;
+use testkit::content::content_sha256;
 
 use crate::{CHUNK_SIZE, PARALLEL_UPLOADS};
 

@@ -8,8 +8,8 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use testkit::content::content_stream;
 use crate::{CHUNK_SIZE, MIB, SERVER_STOP_TIMEOUT};
+use testkit::content::content_stream;
 
 /// A running `share-server` (this bench's profile, so release under `cargo
 /// bench`) on a fresh database in its own temp dir. Dropped without

@@ -13,8 +13,8 @@ use share_server::storage::entries::{FinishedUpload, NewUpload};
 use share_server::storage::{Store, chunks, entries, now_millis};
 use share_server::upload::CHUNKS_PER_TRANSACTION;
 
-use testkit::content::{Content, content_sha256};
 use crate::{CHUNK_SIZE, MB};
+use testkit::content::{Content, content_sha256};
 
 /// Bytes moved in some time.
 #[derive(Clone, Copy)]

@@ -124,7 +124,10 @@ impl Contender {
             match self.http.get(&probe).send().await {
                 Ok(r) if r.status().is_success() => return Ok(()),
                 _ if started.elapsed() > READY_TIMEOUT => {
-                    bail!("{} did not answer {probe} within {READY_TIMEOUT:?}", self.kind.name())
+                    bail!(
+                        "{} did not answer {probe} within {READY_TIMEOUT:?}",
+                        self.kind.name()
+                    )
                 }
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
@@ -144,7 +147,10 @@ impl Contender {
                     .context("multipart content type")?;
                 self.http
                     .post(format!("{}/api/entry", self.base))
-                    .header(reqwest::header::COOKIE, self.cookie.as_deref().unwrap_or(""))
+                    .header(
+                        reqwest::header::COOKIE,
+                        self.cookie.as_deref().unwrap_or(""),
+                    )
                     .multipart(reqwest::multipart::Form::new().part("file", part))
             }
             Kind::Dufs => self
@@ -155,13 +161,22 @@ impl Contender {
         };
         let response = request.send().await.context("sending the upload")?;
         let status = response.status();
-        let text = response.text().await.context("reading the upload response")?;
-        ensure!(status.is_success(), "{} upload: HTTP {status}: {text}", self.kind.name());
+        let text = response
+            .text()
+            .await
+            .context("reading the upload response")?;
+        ensure!(
+            status.is_success(),
+            "{} upload: HTTP {status}: {text}",
+            self.kind.name()
+        );
         Ok(match self.kind {
             Kind::ShareServer => {
                 let created: serde_json::Value = serde_json::from_str(&text)
                     .with_context(|| format!("upload response is not JSON: {text}"))?;
-                let id = created["id"].as_str().context("upload response has no id")?;
+                let id = created["id"]
+                    .as_str()
+                    .context("upload response has no id")?;
                 format!("/-{id}")
             }
             Kind::Dufs => format!("/{name}"),
@@ -176,13 +191,20 @@ impl Contender {
             .send()
             .await
             .with_context(|| format!("GET {path}"))?;
-        ensure!(response.status().is_success(), "GET {path}: HTTP {}", response.status());
+        ensure!(
+            response.status().is_success(),
+            "GET {path}: HTTP {}",
+            response.status()
+        );
         let mut body = response.bytes_stream();
         let mut received = 0u64;
         while let Some(piece) = body.next().await {
             received += piece.context("reading a download")?.len() as u64;
         }
-        ensure!(received == size, "GET {path}: {received} bytes, expected {size}");
+        ensure!(
+            received == size,
+            "GET {path}: {received} bytes, expected {size}"
+        );
         Ok(())
     }
 
@@ -190,7 +212,11 @@ impl Contender {
     pub(crate) async fn debug_get(&self, path: &str) -> Result<String> {
         let base = self.debug_base.as_deref().context("no debug listener")?;
         let response = self.http.get(format!("{base}{path}")).send().await?;
-        ensure!(response.status().is_success(), "GET {path}: HTTP {}", response.status());
+        ensure!(
+            response.status().is_success(),
+            "GET {path}: HTTP {}",
+            response.status()
+        );
         Ok(response.text().await?)
     }
 

@@ -105,7 +105,8 @@ fn stacks_kib(pid: u32) -> Result<u64> {
     for line in smaps.lines() {
         if let Some(range) = line.split_whitespace().next().filter(|r| r.contains('-'))
             && let Some((start, end)) = range.split_once('-')
-            && let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+            && let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
         {
             current = Some((start, end));
             continue;
@@ -114,7 +115,11 @@ fn stacks_kib(pid: u32) -> Result<u64> {
             && pointers.iter().any(|sp| (start..end).contains(sp))
             && counted.insert(start)
         {
-            total += rest.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            total += rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     Ok(total)

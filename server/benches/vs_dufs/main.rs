@@ -50,7 +50,8 @@ impl Config {
     fn from_env() -> Result<Config> {
         let number = |key: &str, default: u64| -> Result<u64> {
             std::env::var(key).map_or(Ok(default), |v| {
-                v.parse().with_context(|| format!("{key}={v} is not a whole number"))
+                v.parse()
+                    .with_context(|| format!("{key}={v} is not a whole number"))
             })
         };
         Ok(Config {
@@ -80,7 +81,12 @@ async fn main() -> Result<()> {
         };
         for kind in order {
             let figures = one_round(kind, &config).await?;
-            println!("  round {}: {:<12} {}", round + 1, kind.name(), figures.line());
+            println!(
+                "  round {}: {:<12} {}",
+                round + 1,
+                kind.name(),
+                figures.line()
+            );
             report.add(kind, figures);
         }
     }

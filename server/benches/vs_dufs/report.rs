@@ -53,11 +53,36 @@ struct Row {
 }
 
 const ROWS: [Row; 5] = [
-    Row { name: "idle RSS", unit: "MiB", of: |f| mib(f.idle_rss_kib), target: None },
-    Row { name: "peak RSS (VmHWM)", unit: "MiB", of: |f| mib(f.peak_rss_kib), target: Some(PEAK_RSS_RATIO) },
-    Row { name: "peak anon (RssAnon)", unit: "MiB", of: |f| mib(f.peak_anon_kib), target: Some(PEAK_ANON_RATIO) },
-    Row { name: "3 uploads, wall", unit: "s", of: |f| f.upload_seconds, target: Some(UPLOAD_RATIO) },
-    Row { name: "3 downloads, wall", unit: "s", of: |f| f.download_seconds, target: Some(DOWNLOAD_RATIO) },
+    Row {
+        name: "idle RSS",
+        unit: "MiB",
+        of: |f| mib(f.idle_rss_kib),
+        target: None,
+    },
+    Row {
+        name: "peak RSS (VmHWM)",
+        unit: "MiB",
+        of: |f| mib(f.peak_rss_kib),
+        target: Some(PEAK_RSS_RATIO),
+    },
+    Row {
+        name: "peak anon (RssAnon)",
+        unit: "MiB",
+        of: |f| mib(f.peak_anon_kib),
+        target: Some(PEAK_ANON_RATIO),
+    },
+    Row {
+        name: "3 uploads, wall",
+        unit: "s",
+        of: |f| f.upload_seconds,
+        target: Some(UPLOAD_RATIO),
+    },
+    Row {
+        name: "3 downloads, wall",
+        unit: "s",
+        of: |f| f.download_seconds,
+        target: Some(DOWNLOAD_RATIO),
+    },
 ];
 
 impl Report {
@@ -106,8 +131,15 @@ impl Report {
                 mib(l.allocator_allocated_kib),
                 mib(l.sqlite_kib)
             );
-            println!("    thread stacks         {:6.1}  ({} threads)", mib(l.stacks_kib), l.threads);
-            println!("    other anon            {:6.1}  (TLS, loader, libc)", l.other_anon_kib() as f64 / 1024.0);
+            println!(
+                "    thread stacks         {:6.1}  ({} threads)",
+                mib(l.stacks_kib),
+                l.threads
+            );
+            println!(
+                "    other anon            {:6.1}  (TLS, loader, libc)",
+                l.other_anon_kib() as f64 / 1024.0
+            );
         }
     }
 
@@ -134,7 +166,11 @@ fn spread(rounds: &[Figures], of: fn(&Figures) -> f64) -> (f64, f64, f64) {
         _ if n % 2 == 1 => values[n / 2],
         _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     };
-    (median, values.first().copied().unwrap_or(f64::NAN), values.last().copied().unwrap_or(f64::NAN))
+    (
+        median,
+        values.first().copied().unwrap_or(f64::NAN),
+        values.last().copied().unwrap_or(f64::NAN),
+    )
 }
 
 fn fmt_spread((median, min, max): (f64, f64, f64), unit: &str) -> String {

@@ -56,17 +56,27 @@ pub fn read(
             .ok_or(StorageError::NotFound);
     }
     let conn = store.reader()?;
-    let mut stmt = conn
-        .prepare_cached("SELECT chunk FROM entries_data WHERE id = ?1 AND chunk_index = ?2")
-        .ctx("preparing a chunk read")?;
-    stmt.query_row(params![id.as_str(), index as i64], |row| {
-        let blob = row.get_ref(0)?.as_blob()?;
-        Ok(blob.get(start..end).map(Bytes::copy_from_slice))
-    })
-    .optional()
-    .ctx("reading a chunk")?
-    .flatten()
-    .ok_or(StorageError::NotFound)
+    // The row's rowid from the primary-key index, then the wanted bytes
+    // straight from the blob's pages into our buffer: one copy, and no
+    // chunk-sized buffer inside SQLite (a `SELECT chunk` assembles the whole
+    // blob first, then we copied the range out of it).
+    let rowid: i64 = conn
+        .prepare_cached("SELECT rowid FROM entries_data WHERE id = ?1 AND chunk_index = ?2")
+        .ctx("preparing a chunk lookup")?
+        .query_row(params![id.as_str(), index as i64], |row| row.get(0))
+        .optional()
+        .ctx("looking up a chunk")?
+        .ok_or(StorageError::NotFound)?;
+    let blob = conn
+        .blob_open(rusqlite::MAIN_DB, "entries_data", "chunk", rowid, true)
+        .ctx("opening a chunk")?;
+    if start > end || end > blob.len() {
+        return Err(StorageError::NotFound);
+    }
+    let mut bytes = vec![0u8; end - start];
+    blob.read_at_exact(&mut bytes, start)
+        .ctx("reading a chunk")?;
+    Ok(Bytes::from(bytes))
 }
 
 /// Deletes every chunk of `id`, [`DELETE_BATCH_CHUNKS`] per transaction.

@@ -133,7 +133,11 @@ mod tests {
         assert_eq!(pool.opened(), 0, "nothing opened before first use");
         drop(pool.get().unwrap());
         drop(pool.get().unwrap());
-        assert_eq!(opens.load(Ordering::SeqCst), 1, "one sequential user, one connection");
+        assert_eq!(
+            opens.load(Ordering::SeqCst),
+            1,
+            "one sequential user, one connection"
+        );
         let (a, b) = (pool.get().unwrap(), pool.get().unwrap());
         assert_eq!(pool.opened(), 2);
         drop((a, b));
@@ -169,6 +173,9 @@ mod tests {
         );
         assert!(pool.get().is_err());
         assert_eq!(pool.opened(), 0);
-        assert!(pool.get().is_err(), "a second try opens again instead of waiting");
+        assert!(
+            pool.get().is_err(),
+            "a second try opens again instead of waiting"
+        );
     }
 }

@@ -24,6 +24,9 @@ pub struct SqliteMemory {
     /// Connections whose cache was read: those not in use (a connection in
     /// use by another thread must not be touched, and is not waited for).
     pub connections_sampled: u64,
+    /// Reader connections open (they are opened on demand, at most
+    /// `storage::READER_CONNECTIONS`).
+    pub readers_open: u64,
 }
 
 #[allow(unsafe_code)]
