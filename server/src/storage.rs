@@ -39,13 +39,19 @@ pub const READER_CONNECTIONS: usize = 4;
 /// SQLite reads and writes a page per syscall, so a chunk read drops from
 /// 80 `pread`s to 5. Memory is unchanged: the cache sizes are in KiB.
 pub const PAGE_SIZE_BYTES: i64 = 65536;
-/// Checkpoint once the WAL holds this much (SQLite's default is 1000 pages,
-/// i.e. 4 MiB of 4 KiB pages; kept at 4 MiB with bigger pages so dirty WAL
-/// pages in the page cache stay small on a small VM).
-pub const WAL_AUTOCHECKPOINT_BYTES: i64 = 4 << 20;
-/// Page cache of the writer, in KiB (`PRAGMA cache_size=-N`). Inserting a
-/// 320 KiB chunk dirties ~320 KiB of pages; 2 MiB holds a few chunks of a transaction.
-pub const WRITER_CACHE_KIB: i64 = 2048;
+/// Checkpoint once the WAL holds this much. Each checkpoint fsyncs the WAL
+/// and the database under the writer's lock, so every upload waits for it: at
+/// 4 MiB, 3 × 100 MB of uploads made 324 fsyncs (1.7 s of the writer's time,
+/// `strace -c`), and 3 × 618 MB took 1.5× as long as dufs; at 32 MiB they
+/// take about as long (docs/benchmarks.md). The cost is page cache, not heap:
+/// up to 32 MiB of WAL pages, written back by the kernel, reclaimable once
+/// clean; the WAL index (`-shm`) is 32 KiB.
+pub const WAL_AUTOCHECKPOINT_BYTES: i64 = 32 << 20;
+/// Page cache of the writer, in KiB (`PRAGMA cache_size=-N`). A transaction
+/// of `CHUNKS_PER_TRANSACTION` (2) 320 KiB chunks dirties 10 overflow pages
+/// and ~3 b-tree pages of 64 KiB (832 KiB), so 1 MiB holds it without
+/// spilling. 2 MiB measured 0.7 MiB more peak RSS under 3 parallel uploads.
+pub const WRITER_CACHE_KIB: i64 = 1024;
 /// Page cache per reader, in KiB. A download touches each chunk's pages once,
 /// so caching more than one chunk buys nothing.
 pub const READER_CACHE_KIB: i64 = 512;
