@@ -73,10 +73,26 @@ pub fn read(
     if start > end || end > blob.len() {
         return Err(StorageError::NotFound);
     }
-    let mut bytes = vec![0u8; end - start];
-    blob.read_at_exact(&mut bytes, start)
-        .ctx("reading a chunk")?;
-    Ok(Bytes::from(bytes))
+    read_blob(&blob, start, end - start).ctx("reading a chunk")
+}
+
+/// `len` bytes of `blob` from `start`, read into a buffer that is not zeroed
+/// first: zeroing 320 KiB per chunk was 23 % of the server's CPU during
+/// parallel downloads (`perf`), as much as the read itself.
+#[allow(unsafe_code)]
+fn read_blob(blob: &rusqlite::blob::Blob<'_>, start: usize, len: usize) -> rusqlite::Result<Bytes> {
+    let mut buf = bytes::BytesMut::with_capacity(len);
+    let filled = blob
+        .raw_read_at_exact(&mut buf.spare_capacity_mut()[..len], start)?
+        .len();
+    assert_eq!(
+        filled, len,
+        "raw_read_at_exact fills the whole slice or fails"
+    );
+    // SAFETY: `raw_read_at_exact` returned Ok, so it initialised all `len`
+    // bytes of the spare capacity (checked above), which is at least `len`.
+    unsafe { buf.set_len(len) };
+    Ok(buf.freeze())
 }
 
 /// Deletes every chunk of `id`, [`DELETE_BATCH_CHUNKS`] per transaction.
