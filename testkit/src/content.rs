@@ -77,6 +77,9 @@ mod tests {
         };
         assert_eq!(take(2500), take(2500));
         assert_eq!(take(2500).len(), 2500);
-        assert_eq!(content_sha256(2500), hex::encode(Sha256::digest(take(2500))));
+        assert_eq!(
+            content_sha256(2500),
+            hex::encode(Sha256::digest(take(2500)))
+        );
     }
 }
