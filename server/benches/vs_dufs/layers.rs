@@ -31,9 +31,11 @@ pub(crate) struct Layers {
 }
 
 impl Layers {
-    /// Anon outside the allocator and the stacks (TLS, the loader, libc).
+    /// Anon beyond the allocator's live bytes and the stacks: jemalloc's
+    /// pages not yet returned and its metadata, TLS, relocated data, libc.
+    /// (jemalloc's own `resident` is an upper bound, often above all anon.)
     pub(crate) fn other_anon_kib(&self) -> i64 {
-        self.rss_anon_kib as i64 - self.allocator_resident_kib as i64 - self.stacks_kib as i64
+        self.rss_anon_kib as i64 - self.allocator_allocated_kib as i64 - self.stacks_kib as i64
     }
 
     pub(crate) async fn take(contender: &Contender) -> Result<Layers> {

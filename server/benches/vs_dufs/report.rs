@@ -126,10 +126,10 @@ impl Report {
             println!("  file pages (binary, libs) {:4.1}", mib(l.rss_file_kib));
             println!("  anon                    {:6.1}", mib(l.rss_anon_kib));
             println!(
-                "    allocator resident    {:6.1}  (allocated {:.1}, of which SQLite {:.1})",
-                mib(l.allocator_resident_kib),
+                "    allocated (live)      {:6.1}  (of which SQLite {:.1}; jemalloc's resident {:.1} is an upper bound)",
                 mib(l.allocator_allocated_kib),
-                mib(l.sqlite_kib)
+                mib(l.sqlite_kib),
+                mib(l.allocator_resident_kib)
             );
             println!(
                 "    thread stacks         {:6.1}  ({} threads)",
@@ -137,7 +137,7 @@ impl Report {
                 l.threads
             );
             println!(
-                "    other anon            {:6.1}  (TLS, loader, libc)",
+                "    the rest              {:6.1}  (freed pages not yet returned, jemalloc metadata, TLS, libc)",
                 l.other_anon_kib() as f64 / 1024.0
             );
         }
