@@ -17,6 +17,11 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 327_680;
 /// the clean-up of uploads of many GB.
 pub const DEFAULT_DISK_RESERVE: u64 = 8 << 20;
 
+/// The shortest shared secret accepted, in characters: it is all that stands
+/// between the Internet and the files (logins are rate-limited, but a short
+/// secret still falls to patient guessing).
+pub const MIN_SECRET_CHARS: usize = 12;
+
 /// share-server: a self-hosted file-share server that stores files as chunks
 /// in SQLite and keeps memory flat in file size.
 #[derive(Debug, Parser)]
@@ -119,6 +124,11 @@ pub enum ConfigError {
     NoSecret,
     #[error("the shared secret is empty")]
     EmptySecret,
+    #[error(
+        "the shared secret is {chars} characters long; it must be at least {MIN_SECRET_CHARS}: \
+         set PS_SHARED_SECRET (or PS_SHARED_SECRET_FILE, or --shared-secret) to a longer one"
+    )]
+    ShortSecret { chars: usize },
     #[error("reading the shared secret from {path}: {source}")]
     SecretFile {
         path: PathBuf,
@@ -143,6 +153,10 @@ impl Cli {
         };
         if secret.is_empty() {
             return Err(ConfigError::EmptySecret);
+        }
+        let chars = secret.chars().count();
+        if chars < MIN_SECRET_CHARS {
+            return Err(ConfigError::ShortSecret { chars });
         }
         if self.gc_interval.is_zero() {
             return Err(ConfigError::ZeroGcInterval);
@@ -174,9 +188,9 @@ mod tests {
     fn secret_from_file_without_newline() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
-        std::fs::write(&path, "hunter2\n").unwrap();
+        std::fs::write(&path, "hunter2-hunter2\n").unwrap();
         let cli = parse(&["--shared-secret-file", path.to_str().unwrap()]);
-        assert_eq!(cli.server_config().unwrap().shared_secret, "hunter2");
+        assert_eq!(cli.server_config().unwrap().shared_secret, "hunter2-hunter2");
     }
 
     #[test]
@@ -187,6 +201,16 @@ mod tests {
         assert!(matches!(cli.server_config(), Err(ConfigError::NoSecret)));
         let cli = parse(&["--shared-secret", ""]);
         assert!(matches!(cli.server_config(), Err(ConfigError::EmptySecret)));
+    }
+
+    #[test]
+    fn refuses_a_short_secret_and_says_how_long() {
+        let cli = parse(&["--shared-secret", "éléphant-01"]); // 11 characters, 13 bytes
+        let e = cli.server_config().unwrap_err();
+        assert!(matches!(e, ConfigError::ShortSecret { chars: 11 }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("at least 12") && msg.contains("PS_SHARED_SECRET"), "{msg}");
+        assert!(parse(&["--shared-secret", "éléphant-012"]).server_config().is_ok());
     }
 
     #[test]
@@ -207,7 +231,7 @@ mod tests {
         assert!(Cli::try_parse_from(["s", "--debug-listen", "6060"]).is_err());
         assert!(Cli::try_parse_from(["s", "--chunk-size", "10"]).is_err());
         assert!(
-            parse(&["--shared-secret", "x", "--gc-interval", "0s"])
+            parse(&["--shared-secret", "long-enough-secret", "--gc-interval", "0s"])
                 .server_config()
                 .is_err()
         );

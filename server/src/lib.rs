@@ -16,7 +16,8 @@
 //! - [`web`]: the HTML pages (askama templates in `server/templates/`) and
 //!   their static CSS/JS; [`system_info`]: the figures of the system page.
 //! - [`csrf`]: the Origin check on cookie-authenticated state changes.
-//! - [`auth`]: shared-secret login, signed session cookies, the login rate limit.
+//! - [`auth`]: shared-secret login, server-side sessions and their cookie,
+//!   the login rate limit.
 //! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer (JSON API).
 //! - [`serve`]: the accept loop (header and idle timeouts, minimum body rate,
 //!   connection caps in all and per client, idle connections closed first);
@@ -90,12 +91,13 @@ impl Server {
     /// Opens the database (migrating it) and prepares the shared state.
     pub fn open(config: ServerConfig) -> Result<Server, StorageError> {
         let store = Store::open(&config.db, config.disk_reserve)?;
+        let sessions = Sessions::open(&store, &config.shared_secret)?;
         let counters = Arc::new(Counters::default());
         let (recorder, download_log) =
             download_log::channel(download_log::QUEUE_RECORDS, Arc::clone(&counters));
         let state = AppState {
             db: Db::new(store),
-            sessions: Arc::new(Sessions::new(config.shared_secret.clone())),
+            sessions: Arc::new(sessions),
             budget: budget::MemoryBudget::new(
                 config.limits.memory_budget,
                 config.limits.budget_wait,

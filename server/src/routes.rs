@@ -39,6 +39,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/api/auth", post(auth::login).delete(auth::logout))
         .route(
+            "/api/sessions",
+            axum::routing::delete(auth::logout_everywhere),
+        )
+        .route(
             "/api/entry/{id}",
             get(entries::get_entry)
                 .put(entries::edit)
