@@ -67,6 +67,12 @@ pub struct Cli {
     /// public by accident (Go's pprof convention).
     #[arg(long, env = "PS_DEBUG_LISTEN", default_value = "127.0.0.1:6060", value_parser = parse_debug_listen)]
     pub debug_listen: DebugListen,
+    /// A host name the debug listener answers to besides 127.0.0.1,
+    /// localhost, [::1] and IP addresses (repeat the flag, or separate names
+    /// with commas in the variable). Other `Host` headers are refused, so a
+    /// web page cannot reach the listener by DNS rebinding.
+    #[arg(long = "debug-allowed-host", env = "PS_DEBUG_ALLOWED_HOSTS", value_name = "NAME", value_delimiter = ',')]
+    pub debug_allowed_hosts: Vec<String>,
     /// Where dhat-heap builds write their profile on graceful shutdown.
     #[cfg(feature = "dhat-heap")]
     #[arg(long, env = "PS_DHAT_FILE", default_value = "dhat-heap.json")]
@@ -113,6 +119,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub min_expiration: Duration,
     pub limits: crate::limits::Limits,
+    /// Host names the debug listener answers to beyond loopback and IPs.
+    pub debug_allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +180,7 @@ impl Cli {
             shutdown_timeout: self.shutdown_timeout,
             min_expiration: self.min_expiration,
             limits: (&self.limits).into(),
+            debug_allowed_hosts: self.debug_allowed_hosts.clone(),
         })
     }
 }
@@ -217,6 +226,12 @@ mod tests {
     fn defaults_and_bounds() {
         let cli = parse(&["--shared-secret", "x"]);
         assert_eq!(cli.port, 4001);
+        assert!(cli.debug_allowed_hosts.is_empty());
+        assert_eq!(
+            parse(&["--debug-allowed-host", "a.internal", "--debug-allowed-host", "b"])
+                .debug_allowed_hosts,
+            ["a.internal", "b"]
+        );
         assert_eq!(cli.chunk_size, DEFAULT_CHUNK_SIZE);
         assert_eq!(cli.gc_interval, Duration::from_secs(7 * 3600));
         assert!(!cli.vacuum);

@@ -29,7 +29,8 @@
 //! - [`gc`]: the periodic collector task.
 //! - [`regressions`]: the story's bugs as opt-in fixtures (`regressions` feature).
 //! - [`allocator`], [`stats`], [`counters`], [`metrics`]: memory introspection
-//!   (`/debug/stats`, `/metrics`, heap profiles) on the debug listener.
+//!   (`/debug/stats`, `/metrics`, heap profiles) on the debug listener;
+//!   [`debug_access`]: which requests it answers.
 //!
 //! [`Server::open`] then [`Server::run`] with bound listeners and a stop signal.
 
@@ -40,6 +41,7 @@ pub mod client;
 pub mod config;
 pub mod counters;
 pub mod csrf;
+pub mod debug_access;
 pub mod download;
 pub mod download_log;
 pub mod entry;
@@ -168,7 +170,8 @@ impl Server {
         let stop_accepting = CancellationToken::new();
         let limits = config.limits.connections;
         let debug_server = debug.map(|debug| {
-            let app = routes::debug_router(state.clone());
+            let allowed = debug_access::AllowedHosts::new(&config.debug_allowed_hosts);
+            let app = routes::debug_router(state.clone(), allowed);
             let table = serve::Connections::new();
             tokio::spawn(serve::serve(
                 debug,
