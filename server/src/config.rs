@@ -71,7 +71,12 @@ pub struct Cli {
     /// localhost, [::1] and IP addresses (repeat the flag, or separate names
     /// with commas in the variable). Other `Host` headers are refused, so a
     /// web page cannot reach the listener by DNS rebinding.
-    #[arg(long = "debug-allowed-host", env = "PS_DEBUG_ALLOWED_HOSTS", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "debug-allowed-host",
+        env = "PS_DEBUG_ALLOWED_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub debug_allowed_hosts: Vec<String>,
     /// Where dhat-heap builds write their profile on graceful shutdown.
     #[cfg(feature = "dhat-heap")]
@@ -199,7 +204,10 @@ mod tests {
         let path = dir.path().join("secret");
         std::fs::write(&path, "hunter2-hunter2\n").unwrap();
         let cli = parse(&["--shared-secret-file", path.to_str().unwrap()]);
-        assert_eq!(cli.server_config().unwrap().shared_secret, "hunter2-hunter2");
+        assert_eq!(
+            cli.server_config().unwrap().shared_secret,
+            "hunter2-hunter2"
+        );
     }
 
     #[test]
@@ -218,8 +226,15 @@ mod tests {
         let e = cli.server_config().unwrap_err();
         assert!(matches!(e, ConfigError::ShortSecret { chars: 11 }), "{e:?}");
         let msg = e.to_string();
-        assert!(msg.contains("at least 12") && msg.contains("PS_SHARED_SECRET"), "{msg}");
-        assert!(parse(&["--shared-secret", "éléphant-012"]).server_config().is_ok());
+        assert!(
+            msg.contains("at least 12") && msg.contains("PS_SHARED_SECRET"),
+            "{msg}"
+        );
+        assert!(
+            parse(&["--shared-secret", "éléphant-012"])
+                .server_config()
+                .is_ok()
+        );
     }
 
     #[test]
@@ -228,8 +243,13 @@ mod tests {
         assert_eq!(cli.port, 4001);
         assert!(cli.debug_allowed_hosts.is_empty());
         assert_eq!(
-            parse(&["--debug-allowed-host", "a.internal", "--debug-allowed-host", "b"])
-                .debug_allowed_hosts,
+            parse(&[
+                "--debug-allowed-host",
+                "a.internal",
+                "--debug-allowed-host",
+                "b"
+            ])
+            .debug_allowed_hosts,
             ["a.internal", "b"]
         );
         assert_eq!(cli.chunk_size, DEFAULT_CHUNK_SIZE);
@@ -246,9 +266,14 @@ mod tests {
         assert!(Cli::try_parse_from(["s", "--debug-listen", "6060"]).is_err());
         assert!(Cli::try_parse_from(["s", "--chunk-size", "10"]).is_err());
         assert!(
-            parse(&["--shared-secret", "long-enough-secret", "--gc-interval", "0s"])
-                .server_config()
-                .is_err()
+            parse(&[
+                "--shared-secret",
+                "long-enough-secret",
+                "--gc-interval",
+                "0s"
+            ])
+            .server_config()
+            .is_err()
         );
     }
 }

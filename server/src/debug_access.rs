@@ -32,14 +32,21 @@ pub struct AllowedHosts(Arc<Vec<String>>);
 impl AllowedHosts {
     pub fn new(names: &[String]) -> Self {
         AllowedHosts(Arc::new(
-            names.iter().map(|n| n.trim().to_ascii_lowercase()).collect(),
+            names
+                .iter()
+                .map(|n| n.trim().to_ascii_lowercase())
+                .collect(),
         ))
     }
 
     fn allows(&self, host: &str) -> bool {
         let name = host_name(host).to_ascii_lowercase();
         name == "localhost"
-            || name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>().is_ok()
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+                .is_ok()
             || self.0.iter().any(|n| *n == name)
     }
 }

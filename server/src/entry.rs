@@ -68,9 +68,11 @@ impl fmt::Display for EntryId {
 /// `gpjtxt.exe`), zero-width ones hide inside a look-alike name.
 fn invisible(c: char) -> Option<&'static str> {
     match c {
-        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}' => {
-            Some("bidirectional control character")
-        }
+        '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{061C}' => Some("bidirectional control character"),
         '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => Some("zero-width character"),
         _ => None,
     }
@@ -373,7 +375,9 @@ mod tests {
             e.0,
             "filename contains a bidirectional control character U+202E; remove it and upload again"
         );
-        for c in ['\u{202A}', '\u{2066}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}'] {
+        for c in [
+            '\u{202A}', '\u{2066}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+        ] {
             assert!(validate_filename(&format!("a{c}b")).is_err(), "{c:?}");
         }
         let e = validate_filename("pay\u{200B}pal.pdf").unwrap_err();
@@ -381,7 +385,10 @@ mod tests {
         for c in ['\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}'] {
             assert!(validate_filename(&format!("a{c}b")).is_err(), "{c:?}");
         }
-        assert!(validate_filename("עברית.txt").is_ok(), "right-to-left text itself is fine");
+        assert!(
+            validate_filename("עברית.txt").is_ok(),
+            "right-to-left text itself is fine"
+        );
     }
 
     #[test]

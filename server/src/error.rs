@@ -171,7 +171,9 @@ mod tests {
         let response =
             ApiError::Internal("reading settings: no such table: settings".into()).into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let msg = body["error"].as_str().unwrap();
         let id = body["requestId"].as_str().unwrap();

@@ -139,10 +139,20 @@ mod tests {
         assert!(a1.cancelled.is_cancelled() && a2.cancelled.is_cancelled());
         assert!(!b1.cancelled.is_cancelled());
         let a3 = live.guest_upload(&a);
-        assert!(!a3.cancelled.is_cancelled(), "a re-enabled link takes uploads again");
+        assert!(
+            !a3.cancelled.is_cancelled(),
+            "a re-enabled link takes uploads again"
+        );
         drop((a1, a2));
-        assert_eq!(live.stop_link(&a), 1, "old holders did not count down the new token");
+        assert_eq!(
+            live.stop_link(&a),
+            1,
+            "old holders did not count down the new token"
+        );
         drop((a3, b1));
-        assert!(live.lock_links().is_empty(), "entries leave with their uploads");
+        assert!(
+            live.lock_links().is_empty(),
+            "entries leave with their uploads"
+        );
     }
 }

@@ -40,14 +40,23 @@ async fn an_internal_error_answers_a_request_id_and_logs_the_cause() {
     let mut server = TestServer::start(&dir, &[]);
     server.login().await;
     assert_eq!(
-        server.req(Method::GET, "/api/settings").send().await.unwrap().status(),
+        server
+            .req(Method::GET, "/api/settings")
+            .send()
+            .await
+            .unwrap()
+            .status(),
         200
     );
     // Break the database under the running server.
     dir.sql()
         .execute_batch("ALTER TABLE settings RENAME TO settings_moved_away")
         .unwrap();
-    let res = server.req(Method::GET, "/api/settings").send().await.unwrap();
+    let res = server
+        .req(Method::GET, "/api/settings")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["cache-control"], "no-store");
     let (status, msg) = error_of(res).await;
     assert_eq!(status, 500);
@@ -72,18 +81,39 @@ async fn an_internal_error_answers_a_request_id_and_logs_the_cause() {
 async fn json_answers_are_not_cached_and_nothing_is_sniffed() {
     let dir = DataDir::new();
     let mut server = TestServer::start(&dir, &[]);
-    let unauthorized = server.req(Method::GET, "/api/entries").send().await.unwrap();
+    let unauthorized = server
+        .req(Method::GET, "/api/entries")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauthorized.status(), 401);
     server.login().await;
     let id = server.upload_ok(1, 100, "data.json").await;
     for res in [
         unauthorized,
-        server.req(Method::GET, "/api/entries").send().await.unwrap(),
-        server.req(Method::GET, &format!("/api/entry/{id}")).send().await.unwrap(),
-        server.req(Method::GET, "/api/settings").send().await.unwrap(),
+        server
+            .req(Method::GET, "/api/entries")
+            .send()
+            .await
+            .unwrap(),
+        server
+            .req(Method::GET, &format!("/api/entry/{id}"))
+            .send()
+            .await
+            .unwrap(),
+        server
+            .req(Method::GET, "/api/settings")
+            .send()
+            .await
+            .unwrap(),
     ] {
         let h = res.headers();
-        assert!(h["content-type"].to_str().unwrap().starts_with("application/json"));
+        assert!(
+            h["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
         assert_eq!(h["cache-control"], "no-store", "{}", res.url());
         assert_eq!(h["x-content-type-options"], "nosniff", "{}", res.url());
     }
@@ -97,10 +127,17 @@ async fn json_answers_are_not_cached_and_nothing_is_sniffed() {
         .unwrap();
     assert_eq!(stats.headers()["cache-control"], "no-store");
     // A download keeps its own caching, JSON or not.
-    let download = server.req(Method::GET, &format!("/-{id}")).send().await.unwrap();
+    let download = server
+        .req(Method::GET, &format!("/-{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(download.status(), 200);
     assert_ne!(
-        download.headers().get("cache-control").map(|v| v.to_str().unwrap()),
+        download
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap()),
         Some("no-store"),
         "the download's own policy"
     );
@@ -132,7 +169,9 @@ async fn the_debug_listener_answers_only_local_hosts_and_safe_posts() {
         assert_eq!(get(host.clone()).await.unwrap().status(), 200, "{host}");
     }
 
-    let purge = server.http.post(format!("{}/debug/allocator/purge", server.debug_base));
+    let purge = server
+        .http
+        .post(format!("{}/debug/allocator/purge", server.debug_base));
     let res = purge
         .try_clone()
         .unwrap()
@@ -145,9 +184,22 @@ async fn the_debug_listener_answers_only_local_hosts_and_safe_posts() {
     assert_eq!(status, 403);
     assert!(msg.contains("X-Sharerig-Debug"), "{msg}");
     let bare = purge.try_clone().unwrap().send().await.unwrap();
-    assert_eq!(bare.status(), 403, "no content type at all is a simple request too");
-    for extra in [("content-type", "application/json"), ("x-sharerig-debug", "1")] {
-        let res = purge.try_clone().unwrap().header(extra.0, extra.1).send().await.unwrap();
+    assert_eq!(
+        bare.status(),
+        403,
+        "no content type at all is a simple request too"
+    );
+    for extra in [
+        ("content-type", "application/json"),
+        ("x-sharerig-debug", "1"),
+    ] {
+        let res = purge
+            .try_clone()
+            .unwrap()
+            .header(extra.0, extra.1)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "{extra:?}");
     }
 }
@@ -168,7 +220,10 @@ async fn filenames_with_bidi_or_zero_width_characters_are_refused() {
         .unwrap();
     let link = link["id"].as_str().unwrap().to_owned();
     let cases = [
-        ("gpj\u{202E}exe.txt", "bidirectional control character U+202E"),
+        (
+            "gpj\u{202E}exe.txt",
+            "bidirectional control character U+202E",
+        ),
         ("a\u{2066}b.txt", "bidirectional control character U+2066"),
         ("pay\u{200B}pal.pdf", "zero-width character U+200B"),
         ("\u{FEFF}bom.txt", "zero-width character U+FEFF"),
@@ -210,7 +265,11 @@ async fn filenames_with_bidi_or_zero_width_characters_are_refused() {
 
 /// Starts a raw guest upload announcing 64 MB and sends its first `send`
 /// bytes; returns the open socket.
-async fn stalled_guest_upload(server: &TestServer, link: &str, send: usize) -> tokio::net::TcpStream {
+async fn stalled_guest_upload(
+    server: &TestServer,
+    link: &str,
+    send: usize,
+) -> tokio::net::TcpStream {
     let addr = server.base.trim_start_matches("http://");
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = "--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\
@@ -244,11 +303,16 @@ async fn stopping_a_guest_link_aborts_its_uploads_in_progress() {
         let link = link["id"].as_str().unwrap().to_owned();
         let mut sock = stalled_guest_upload(&server, &link, 1 << 20).await;
         // Three 320 KiB chunks stored: the upload is well under way, then stalls.
-        eventually(Duration::from_secs(20), "chunks of the guest upload", || {
-            dir.count("SELECT COUNT(*) FROM entries_data") >= 3
-        })
+        eventually(
+            Duration::from_secs(20),
+            "chunks of the guest upload",
+            || dir.count("SELECT COUNT(*) FROM entries_data") >= 3,
+        )
         .await;
-        assert_eq!(dir.count("SELECT COUNT(*) FROM entries WHERE state = 'uploading'"), 1);
+        assert_eq!(
+            dir.count("SELECT COUNT(*) FROM entries WHERE state = 'uploading'"),
+            1
+        );
 
         let res = server
             .req(method.clone(), &format!("/api/guest-links/{link}{action}"))
@@ -266,10 +330,16 @@ async fn stopping_a_guest_link_aborts_its_uploads_in_progress() {
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
         assert!(answer.contains("disabled or deleted"), "{answer}");
-        eventually(Duration::from_secs(10), "the partial upload removed", || {
-            stored(&dir) == (0, 0)
-        })
+        eventually(
+            Duration::from_secs(10),
+            "the partial upload removed",
+            || stored(&dir) == (0, 0),
+        )
         .await;
     }
-    assert!(server.log_text().contains("stopped the uploads in progress"));
+    assert!(
+        server
+            .log_text()
+            .contains("stopped the uploads in progress")
+    );
 }

@@ -63,7 +63,11 @@ async fn the_cookie_is_a_random_token_not_keyed_with_the_secret() {
         .unwrap();
     assert_eq!(stored, 0, "the token itself is not stored");
     let key: String = sql
-        .query_row("SELECT value FROM settings WHERE key = 'server_key'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'server_key'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(key.len(), 64);
     let mut rows = sql.prepare("SELECT value FROM settings").unwrap();
@@ -74,7 +78,9 @@ async fn the_cookie_is_a_random_token_not_keyed_with_the_secret() {
         .collect();
     let secret_hex = hex::encode(SECRET);
     assert!(
-        values.iter().all(|v| !v.contains(SECRET) && !v.contains(&secret_hex)),
+        values
+            .iter()
+            .all(|v| !v.contains(SECRET) && !v.contains(&secret_hex)),
         "{values:?}"
     );
 }
@@ -98,8 +104,16 @@ async fn logging_out_ends_the_session_for_every_copy_of_the_cookie() {
     assert_eq!(res.status(), 204);
     let cleared = res.headers()["set-cookie"].to_str().unwrap();
     assert!(cleared.starts_with("sharerig_session=;") && cleared.contains("Max-Age=0"));
-    assert_eq!(entries_status(&server, &kept).await, 401, "a captured copy is refused");
-    assert_eq!(entries_status(&server, &other).await, 200, "other sessions live on");
+    assert_eq!(
+        entries_status(&server, &kept).await,
+        401,
+        "a captured copy is refused"
+    );
+    assert_eq!(
+        entries_status(&server, &other).await,
+        200,
+        "other sessions live on"
+    );
     assert_eq!(dir.count("SELECT COUNT(*) FROM sessions"), 1);
 }
 
@@ -138,7 +152,12 @@ async fn logging_out_everywhere_ends_every_session() {
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
-    assert!(res.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert!(
+        res.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     assert_eq!(entries_status(&server, &phone).await, 401);
     assert_eq!(entries_status(&server, &laptop).await, 401);
     assert_eq!(dir.count("SELECT COUNT(*) FROM sessions"), 0);
@@ -154,7 +173,11 @@ async fn sessions_survive_a_restart_and_end_when_the_secret_changes() {
     server.stop_with(Signal::SIGTERM, Duration::from_secs(30));
 
     let mut server = TestServer::start(&dir, &[]);
-    assert_eq!(entries_status(&server, &cookie).await, 200, "same secret: kept");
+    assert_eq!(
+        entries_status(&server, &cookie).await,
+        200,
+        "same secret: kept"
+    );
     server.stop_with(Signal::SIGTERM, Duration::from_secs(30));
 
     let new_secret = "an-entirely-new-secret";
@@ -164,10 +187,18 @@ async fn sessions_survive_a_restart_and_end_when_the_secret_changes() {
         &[],
         &[("PS_SHARED_SECRET", new_secret.as_ref())],
     );
-    assert_eq!(entries_status(&server, &cookie).await, 401, "new secret: ended");
+    assert_eq!(
+        entries_status(&server, &cookie).await,
+        401,
+        "new secret: ended"
+    );
     assert_eq!(dir.count("SELECT COUNT(*) FROM sessions"), 0);
     assert!(server.log_text().contains("every session ended"));
-    assert!(testkit::login(&server.http, &server.base, SECRET).await.is_err());
+    assert!(
+        testkit::login(&server.http, &server.base, SECRET)
+            .await
+            .is_err()
+    );
     let fresh = testkit::login(&server.http, &server.base, new_secret)
         .await
         .unwrap();

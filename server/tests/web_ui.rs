@@ -659,7 +659,8 @@ async fn the_web_ui_in_a_real_browser() {
 
     // --- Log in again, then log out everywhere: the API client's session ends too.
     b.type_into("#secret", &format!("{SECRET}\n")).await;
-    b.until("location.pathname === '/'", "logged in again").await;
+    b.until("location.pathname === '/'", "logged in again")
+        .await;
     b.goto("/settings").await;
     b.css("#logout-everywhere").await.click().await.unwrap();
     b.accept_confirm().await;

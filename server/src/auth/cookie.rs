@@ -67,7 +67,10 @@ mod tests {
 
     #[test]
     fn finds_every_session_cookie_among_others() {
-        let h = headers(&["a=1; sharerig_session=bad; b=2", "__Host-sharerig_session=good"]);
+        let h = headers(&[
+            "a=1; sharerig_session=bad; b=2",
+            "__Host-sharerig_session=good",
+        ]);
         assert_eq!(tokens(&h).collect::<Vec<_>>(), ["bad", "good"]);
         assert_eq!(tokens(&headers(&["a=1; sharerig_session="])).count(), 0);
         assert_eq!(tokens(&headers(&["xsharerig_session=1"])).count(), 0);
@@ -79,7 +82,10 @@ mod tests {
         assert!(c.starts_with("__Host-sharerig_session=t; Path=/;"), "{c}");
         assert!(c.ends_with("; Secure") && !c.contains("Domain"), "{c}");
         let c = set("t", 60, false);
-        assert!(c.starts_with("sharerig_session=t;") && !c.contains("Secure"), "{c}");
+        assert!(
+            c.starts_with("sharerig_session=t;") && !c.contains("Secure"),
+            "{c}"
+        );
         assert!(clear(false).contains("Max-Age=0"));
     }
 }

@@ -34,7 +34,9 @@ pub fn server_key(store: &Store, fresh: &str) -> Result<String, StorageError> {
 /// many did.
 pub fn record_fingerprint(store: &Store, fingerprint: &str) -> Result<usize, StorageError> {
     let mut conn = store.writer();
-    let tx = conn.transaction().ctx("checking the secret's fingerprint")?;
+    let tx = conn
+        .transaction()
+        .ctx("checking the secret's fingerprint")?;
     let stored: Option<String> = tx
         .query_row(
             "SELECT value FROM settings WHERE key = ?1",
@@ -86,7 +88,11 @@ pub fn insert(
 }
 
 /// Whether any of `token_hashes` is a live session at `now_ms`.
-pub fn any_live(store: &Store, token_hashes: &[Vec<u8>], now_ms: i64) -> Result<bool, StorageError> {
+pub fn any_live(
+    store: &Store,
+    token_hashes: &[Vec<u8>],
+    now_ms: i64,
+) -> Result<bool, StorageError> {
     let conn = store.reader();
     let mut stmt = conn
         .prepare_cached("SELECT 1 FROM sessions WHERE token_hash = ?1 AND expires_ms > ?2")
@@ -158,7 +164,11 @@ mod tests {
         assert!(!any_live(&s, &[b"one".to_vec()], 1_500).unwrap());
         assert!(any_live(&s, &[b"two".to_vec()], 1_500).unwrap());
         insert(&s, b"three", 3_000, 4_000).unwrap();
-        assert_eq!(count(&s).unwrap(), 1, "the expired one went at the next login");
+        assert_eq!(
+            count(&s).unwrap(),
+            1,
+            "the expired one went at the next login"
+        );
         assert_eq!(end_all(&s).unwrap(), 1);
     }
 
