@@ -47,7 +47,7 @@ impl AllowedHosts {
                 .trim_end_matches(']')
                 .parse::<IpAddr>()
                 .is_ok()
-            || self.0.iter().any(|n| *n == name)
+            || self.0.contains(&name)
     }
 }
 
