@@ -10,10 +10,16 @@
 //! when the owner logs out everywhere, and when the server starts with
 //! another secret: the secret's fingerprint (an HMAC with the server key,
 //! never the secret) is kept, and a different one ends every session.
+//!
+//! On a full disk a login cannot be stored, yet the owner must still log in
+//! to delete files: such a session is kept in memory instead (at most
+//! [`MAX_UNSTORED_SESSIONS`]) until the server stops.
 
 pub mod cookie;
 pub mod rate_limit;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -32,6 +38,9 @@ use crate::storage::{Db, StorageError, Store, now_millis, sessions};
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Random bytes in a session token (and in the server key).
 const TOKEN_BYTES: usize = 32;
+/// Sessions started while the disk was full, kept in memory (the oldest
+/// goes first past this).
+pub const MAX_UNSTORED_SESSIONS: usize = 16;
 
 type HmacSha256 = hmac::Hmac<Sha256>;
 
@@ -41,6 +50,8 @@ pub struct Sessions {
     key: String,
     /// The running secret's fingerprint.
     fingerprint: [u8; 32],
+    /// Token hash → (started, expires) of sessions the full disk refused.
+    unstored: Mutex<HashMap<Vec<u8>, (i64, i64)>>,
 }
 
 impl Sessions {
@@ -55,6 +66,7 @@ impl Sessions {
         let mut s = Sessions {
             key,
             fingerprint: [0; 32],
+            unstored: Mutex::new(HashMap::new()),
         };
         s.fingerprint = s.fingerprint_of(secret);
         let ended = sessions::record_fingerprint(store, &hex::encode(s.fingerprint))?;
@@ -107,28 +119,74 @@ impl Sessions {
             .ok_or_else(|| ApiError::Internal("a fresh token is malformed".into()))?;
         let now = now_millis();
         let expires = now.saturating_add(SESSION_LIFETIME.as_millis() as i64);
-        db.run(move |s| sessions::insert(s, &hash, now, expires))
-            .await?;
+        let stored = {
+            let hash = hash.clone();
+            db.run(move |s| sessions::insert(s, &hash, now, expires))
+                .await
+        };
+        match stored {
+            Ok(()) => {}
+            Err(e) if e.is_disk_full() => {
+                tracing::warn!(error = %e, "disk full: the new session lives in memory until the server stops");
+                let mut unstored = self.unstored();
+                if unstored.len() >= MAX_UNSTORED_SESSIONS
+                    && let Some(oldest) = unstored
+                        .iter()
+                        .min_by_key(|(_, (started, _))| *started)
+                        .map(|(h, _)| h.clone())
+                {
+                    unstored.remove(&oldest);
+                }
+                unstored.insert(hash, (now, expires));
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(token)
+    }
+
+    fn unstored(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, (i64, i64)>> {
+        // Plain data: still valid after a panic elsewhere.
+        self.unstored.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether any session cookie of the request is a live session.
     pub async fn is_live(&self, db: &Db, headers: &HeaderMap) -> Result<bool, StorageError> {
         let hashes = self.hashes(headers);
+        let now = now_millis();
+        let in_memory = {
+            let unstored = self.unstored();
+            hashes
+                .iter()
+                .any(|h| unstored.get(h).is_some_and(|(_, expires)| *expires > now))
+        };
+        if in_memory {
+            return Ok(true);
+        }
         if hashes.is_empty() {
             return Ok(false);
         }
-        db.run(move |s| sessions::any_live(s, &hashes, now_millis()))
-            .await
+        db.run(move |s| sessions::any_live(s, &hashes, now)).await
     }
 
     /// Ends the sessions of the request's cookies.
     pub async fn end(&self, db: &Db, headers: &HeaderMap) -> Result<usize, StorageError> {
-        let hashes = self.hashes(headers);
+        let mut hashes = self.hashes(headers);
+        let in_memory = {
+            let mut unstored = self.unstored();
+            let before = hashes.len();
+            hashes.retain(|h| unstored.remove(h).is_none());
+            before - hashes.len()
+        };
         if hashes.is_empty() {
-            return Ok(0);
+            return Ok(in_memory);
         }
-        db.run(move |s| sessions::end(s, &hashes)).await
+        Ok(in_memory + db.run(move |s| sessions::end(s, &hashes)).await?)
+    }
+
+    /// Ends every session.
+    pub async fn end_all(&self, db: &Db) -> Result<usize, StorageError> {
+        let in_memory = std::mem::take(&mut *self.unstored()).len();
+        Ok(in_memory + db.run(sessions::end_all).await?)
     }
 }
 

@@ -70,7 +70,7 @@ pub async fn logout_everywhere(
     _auth: Authenticated,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let ended = state.db.run(crate::storage::sessions::end_all).await?;
+    let ended = state.sessions.end_all(&state.db).await?;
     tracing::info!(ended, "logged out everywhere");
     Ok(cleared(&state, &headers))
 }
