@@ -17,6 +17,11 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 327_680;
 /// the clean-up of uploads of many GB.
 pub const DEFAULT_DISK_RESERVE: u64 = 8 << 20;
 
+/// The shortest shared secret accepted, in characters: it is all that stands
+/// between the Internet and the files (logins are rate-limited, but a short
+/// secret still falls to patient guessing).
+pub const MIN_SECRET_CHARS: usize = 12;
+
 /// share-server: a self-hosted file-share server that stores files as chunks
 /// in SQLite and keeps memory flat in file size.
 #[derive(Debug, Parser)]
@@ -62,6 +67,17 @@ pub struct Cli {
     /// public by accident (Go's pprof convention).
     #[arg(long, env = "PS_DEBUG_LISTEN", default_value = "127.0.0.1:6060", value_parser = parse_debug_listen)]
     pub debug_listen: DebugListen,
+    /// A host name the debug listener answers to besides 127.0.0.1,
+    /// localhost, [::1] and IP addresses (repeat the flag, or separate names
+    /// with commas in the variable). Other `Host` headers are refused, so a
+    /// web page cannot reach the listener by DNS rebinding.
+    #[arg(
+        long = "debug-allowed-host",
+        env = "PS_DEBUG_ALLOWED_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub debug_allowed_hosts: Vec<String>,
     /// Where dhat-heap builds write their profile on graceful shutdown.
     #[cfg(feature = "dhat-heap")]
     #[arg(long, env = "PS_DHAT_FILE", default_value = "dhat-heap.json")]
@@ -108,6 +124,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub min_expiration: Duration,
     pub limits: crate::limits::Limits,
+    /// Host names the debug listener answers to beyond loopback and IPs.
+    pub debug_allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +137,11 @@ pub enum ConfigError {
     NoSecret,
     #[error("the shared secret is empty")]
     EmptySecret,
+    #[error(
+        "the shared secret is {chars} characters long; it must be at least {MIN_SECRET_CHARS}: \
+         set PS_SHARED_SECRET (or PS_SHARED_SECRET_FILE, or --shared-secret) to a longer one"
+    )]
+    ShortSecret { chars: usize },
     #[error("reading the shared secret from {path}: {source}")]
     SecretFile {
         path: PathBuf,
@@ -144,6 +167,10 @@ impl Cli {
         if secret.is_empty() {
             return Err(ConfigError::EmptySecret);
         }
+        let chars = secret.chars().count();
+        if chars < MIN_SECRET_CHARS {
+            return Err(ConfigError::ShortSecret { chars });
+        }
         if self.gc_interval.is_zero() {
             return Err(ConfigError::ZeroGcInterval);
         }
@@ -158,6 +185,7 @@ impl Cli {
             shutdown_timeout: self.shutdown_timeout,
             min_expiration: self.min_expiration,
             limits: (&self.limits).into(),
+            debug_allowed_hosts: self.debug_allowed_hosts.clone(),
         })
     }
 }
@@ -174,9 +202,12 @@ mod tests {
     fn secret_from_file_without_newline() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("secret");
-        std::fs::write(&path, "hunter2\n").unwrap();
+        std::fs::write(&path, "hunter2-hunter2\n").unwrap();
         let cli = parse(&["--shared-secret-file", path.to_str().unwrap()]);
-        assert_eq!(cli.server_config().unwrap().shared_secret, "hunter2");
+        assert_eq!(
+            cli.server_config().unwrap().shared_secret,
+            "hunter2-hunter2"
+        );
     }
 
     #[test]
@@ -190,9 +221,37 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_short_secret_and_says_how_long() {
+        let cli = parse(&["--shared-secret", "éléphant-01"]); // 11 characters, 13 bytes
+        let e = cli.server_config().unwrap_err();
+        assert!(matches!(e, ConfigError::ShortSecret { chars: 11 }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("at least 12") && msg.contains("PS_SHARED_SECRET"),
+            "{msg}"
+        );
+        assert!(
+            parse(&["--shared-secret", "éléphant-012"])
+                .server_config()
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn defaults_and_bounds() {
         let cli = parse(&["--shared-secret", "x"]);
         assert_eq!(cli.port, 4001);
+        assert!(cli.debug_allowed_hosts.is_empty());
+        assert_eq!(
+            parse(&[
+                "--debug-allowed-host",
+                "a.internal",
+                "--debug-allowed-host",
+                "b"
+            ])
+            .debug_allowed_hosts,
+            ["a.internal", "b"]
+        );
         assert_eq!(cli.chunk_size, DEFAULT_CHUNK_SIZE);
         assert_eq!(cli.gc_interval, Duration::from_secs(7 * 3600));
         assert!(!cli.vacuum);
@@ -207,9 +266,14 @@ mod tests {
         assert!(Cli::try_parse_from(["s", "--debug-listen", "6060"]).is_err());
         assert!(Cli::try_parse_from(["s", "--chunk-size", "10"]).is_err());
         assert!(
-            parse(&["--shared-secret", "x", "--gc-interval", "0s"])
-                .server_config()
-                .is_err()
+            parse(&[
+                "--shared-secret",
+                "long-enough-secret",
+                "--gc-interval",
+                "0s"
+            ])
+            .server_config()
+            .is_err()
         );
     }
 }

@@ -15,11 +15,11 @@
 //! Requests without the cookie are not checked: they act as nobody.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::session_token;
+use crate::auth::cookie;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -40,11 +40,7 @@ pub fn check(method: &Method, headers: &HeaderMap, behind_proxy: bool) -> Result
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    let has_session = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .any(|v| session_token(v).is_some_and(|t| !t.is_empty()));
-    if !has_session {
+    if cookie::tokens(headers).next().is_none() {
         return Ok(());
     }
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());

@@ -63,6 +63,21 @@ impl fmt::Display for EntryId {
     }
 }
 
+/// Characters that make a filename show as something it is not: bidi
+/// controls reorder what follows (`gpj\u{202E}exe.txt` shows as
+/// `gpjtxt.exe`), zero-width ones hide inside a look-alike name.
+fn invisible(c: char) -> Option<&'static str> {
+    match c {
+        '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200E}'
+        | '\u{200F}'
+        | '\u{061C}' => Some("bidirectional control character"),
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' => Some("zero-width character"),
+        _ => None,
+    }
+}
+
 /// Checks a filename against the published rules.
 pub fn validate_filename(name: &str) -> Result<String, ValidationError> {
     if name.is_empty() {
@@ -79,6 +94,12 @@ pub fn validate_filename(name: &str) -> Result<String, ValidationError> {
     }
     if name.chars().any(char::is_control) {
         return Err(invalid("filename must not contain control characters"));
+    }
+    if let Some((c, kind)) = name.chars().find_map(|c| invisible(c).map(|k| (c, k))) {
+        return Err(invalid(format!(
+            "filename contains a {kind} U+{:04X}; remove it and upload again",
+            u32::from(c)
+        )));
     }
     if name == "." || name.starts_with("..") {
         return Err(invalid("filename must not be '.' or start with '..'"));
@@ -281,6 +302,7 @@ mod tests {
         fn accepted_filenames_are_safe(name in prop_oneof![
             any::<String>(),
             "[./\\\\a-z\"\r\n ]{0,12}",
+            "[a-z.\u{200B}-\u{200F}\u{202A}-\u{202E}\u{2060}\u{FEFF}]{0,12}",
             ".{250,260}",
         ]) {
             match validate_filename(&name) {
@@ -289,6 +311,7 @@ mod tests {
                     prop_assert!(!name.is_empty() && name.len() <= MAX_FILENAME_BYTES);
                     prop_assert!(!name.contains(['/', '\\']));
                     prop_assert!(!name.chars().any(char::is_control), "{:?}", name);
+                    prop_assert!(!name.chars().any(|c| invisible(c).is_some()), "{:?}", name);
                     prop_assert!(name != "." && !name.starts_with(".."));
                 }
                 Err(e) => prop_assert!(e.0.contains("filename"), "{}", e.0),
@@ -347,6 +370,25 @@ mod tests {
         assert!(validate_filename(&"x".repeat(255)).is_ok());
         assert!(validate_filename(&"x".repeat(256)).is_err());
         assert!(validate_filename("été.txt").is_ok());
+        let e = validate_filename("gpj\u{202E}exe.txt").unwrap_err();
+        assert_eq!(
+            e.0,
+            "filename contains a bidirectional control character U+202E; remove it and upload again"
+        );
+        for c in [
+            '\u{202A}', '\u{2066}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+        ] {
+            assert!(validate_filename(&format!("a{c}b")).is_err(), "{c:?}");
+        }
+        let e = validate_filename("pay\u{200B}pal.pdf").unwrap_err();
+        assert!(e.0.contains("zero-width character U+200B"), "{}", e.0);
+        for c in ['\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}'] {
+            assert!(validate_filename(&format!("a{c}b")).is_err(), "{c:?}");
+        }
+        assert!(
+            validate_filename("עברית.txt").is_ok(),
+            "right-to-left text itself is fine"
+        );
     }
 
     #[test]

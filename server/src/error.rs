@@ -1,6 +1,8 @@
 //! The HTTP face of errors: every failure becomes a status and a JSON body
-//! `{"error": "..."}` that says what is wrong. Server faults are logged here;
-//! client mistakes are not.
+//! `{"error": "..."}` that says what is wrong. Server faults are logged here
+//! with a request id; the client gets only the id (never SQLite's or the
+//! OS's text, which can tell an attacker about the server). Client mistakes
+//! are not logged.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -49,7 +51,8 @@ pub enum ApiError {
     /// A request body slower than `--min-body-rate`.
     #[error(transparent)]
     TooSlow(#[from] crate::serve::BodyTooSlow),
-    #[error("internal error: {0}")]
+    /// A server fault; the message is logged, never sent.
+    #[error("internal error")]
     Internal(String),
 }
 
@@ -115,14 +118,18 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let ApiError::Internal(msg) = &self {
-            tracing::error!(error = %msg, "request failed");
-        }
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response();
+        let body = match &self {
+            ApiError::Internal(msg) => {
+                let request_id = request_id();
+                tracing::error!(%request_id, error = %msg, "request failed");
+                serde_json::json!({
+                    "error": format!("internal error (request id {request_id}); the server's log says more"),
+                    "requestId": request_id,
+                })
+            }
+            _ => serde_json::json!({ "error": self.to_string() }),
+        };
+        let mut response = (status, Json(body)).into_response();
         if let ApiError::RangeNotSatisfiable { size } = self
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
         {
@@ -144,7 +151,34 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A random id tying an error answer to its log line (64 bits: unique
+/// enough to find in a log, not a secret).
+pub fn request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 /// Whole seconds to wait, rounded up (Retry-After has no fractions; 0 would invite an instant retry).
 fn retry_after_secs(wait: std::time::Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn internal_errors_answer_an_id_not_the_cause() {
+        let response =
+            ApiError::Internal("reading settings: no such table: settings".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let msg = body["error"].as_str().unwrap();
+        let id = body["requestId"].as_str().unwrap();
+        assert!(msg.contains(&format!("request id {id}")), "{msg}");
+        assert!(!msg.contains("settings"), "{msg}");
+        assert_eq!(id.len(), 16);
+    }
 }

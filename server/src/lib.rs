@@ -16,7 +16,8 @@
 //! - [`web`]: the HTML pages (askama templates in `server/templates/`) and
 //!   their static CSS/JS; [`system_info`]: the figures of the system page.
 //! - [`csrf`]: the Origin check on cookie-authenticated state changes.
-//! - [`auth`]: shared-secret login, signed session cookies, the login rate limit.
+//! - [`auth`]: shared-secret login, server-side sessions and their cookie,
+//!   the login rate limit.
 //! - [`routes`], [`handlers`], [`error`], [`state`]: the HTTP layer (JSON API).
 //! - [`serve`]: the accept loop (header and idle timeouts, minimum body rate,
 //!   connection caps in all and per client, idle connections closed first);
@@ -28,7 +29,8 @@
 //! - [`gc`]: the periodic collector task; [`idle_trim`]: hands idle SQLite caches back.
 //! - [`regressions`]: the story's bugs as opt-in fixtures (`regressions` feature).
 //! - [`allocator`], [`stats`], [`counters`], [`metrics`]: memory introspection
-//!   (`/debug/stats`, `/metrics`, heap profiles) on the debug listener.
+//!   (`/debug/stats`, `/metrics`, heap profiles) on the debug listener;
+//!   [`debug_access`]: which requests it answers.
 //!
 //! [`Server::open`] then [`Server::run`] with bound listeners and a stop signal.
 
@@ -39,6 +41,7 @@ pub mod client;
 pub mod config;
 pub mod counters;
 pub mod csrf;
+pub mod debug_access;
 pub mod download;
 pub mod download_log;
 pub mod entry;
@@ -91,12 +94,13 @@ impl Server {
     /// Opens the database (migrating it) and prepares the shared state.
     pub fn open(config: ServerConfig) -> Result<Server, StorageError> {
         let store = Store::open(&config.db, config.disk_reserve)?;
+        let sessions = Sessions::open(&store, &config.shared_secret)?;
         let counters = Arc::new(Counters::default());
         let (recorder, download_log) =
             download_log::channel(download_log::QUEUE_RECORDS, Arc::clone(&counters));
         let state = AppState {
             db: Db::new(store),
-            sessions: Arc::new(Sessions::new(config.shared_secret.clone())),
+            sessions: Arc::new(sessions),
             budget: budget::MemoryBudget::new(
                 config.limits.memory_budget,
                 config.limits.budget_wait,
@@ -168,7 +172,8 @@ impl Server {
         let stop_accepting = CancellationToken::new();
         let limits = config.limits.connections;
         let debug_server = debug.map(|debug| {
-            let app = routes::debug_router(state.clone());
+            let allowed = debug_access::AllowedHosts::new(&config.debug_allowed_hosts);
+            let app = routes::debug_router(state.clone(), allowed);
             let table = serve::Connections::new();
             tokio::spawn(serve::serve(
                 debug,

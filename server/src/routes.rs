@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::handlers::{auth, client_ip, debug, download, entries, guest_links, health, settings};
 use crate::serve::HoldBody;
 use crate::state::AppState;
-use crate::{csrf, web};
+use crate::{csrf, debug_access, web};
 
 /// Bodies of every route but the uploads: login, settings, entry edits and
 /// guest-link forms are a few hundred bytes (a note of 2,000 characters
@@ -38,6 +38,10 @@ pub fn router(state: AppState) -> Router {
     let small = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/api/auth", post(auth::login).delete(auth::logout))
+        .route(
+            "/api/sessions",
+            axum::routing::delete(auth::logout_everywhere),
+        )
         .route(
             "/api/entry/{id}",
             get(entries::get_entry)
@@ -78,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             limit_per_client,
         ))
+        .layer(middleware::map_response(response_headers))
         .with_state(state)
 }
 
@@ -144,15 +149,38 @@ async fn limit_per_client(
         .map(|body| Body::new(HoldBody::new(body, slot)))
 }
 
-/// Routes of the debug listener; never mounted on the main port.
-pub fn debug_router(state: AppState) -> Router {
+/// Routes of the debug listener; never mounted on the main port. Only
+/// loopback `Host`s (and `allowed`) are answered; see [`debug_access`].
+pub fn debug_router(state: AppState, allowed: debug_access::AllowedHosts) -> Router {
     Router::new()
         .route("/debug/stats", get(debug::stats))
         .route("/metrics", get(debug::metrics))
         .route("/debug/pprof/heap", get(debug::pprof_heap))
         .route("/debug/allocator/purge", post(debug::purge))
         .fallback(|| async { ApiError::NotFound })
+        .layer(middleware::from_fn_with_state(allowed, debug_access::guard))
+        .layer(middleware::map_response(response_headers))
         .with_state(state)
+}
+
+/// JSON answers (entries, settings, errors) are private and never cached;
+/// no response is content-sniffed. A downloaded file (it has a
+/// `Content-Disposition`) is not an answer of ours, whatever its type.
+async fn response_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json && !headers.contains_key(header::CONTENT_DISPOSITION) {
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    response
 }
 
 /// Ends a request with 503 once the shutdown drain time is over. Dropping the

@@ -17,6 +17,7 @@ pub mod guest_links;
 pub mod migrations;
 mod pool;
 pub mod reserve;
+pub mod sessions;
 pub mod settings;
 pub mod sqlite_init;
 pub mod status;

@@ -162,7 +162,8 @@ async fn receive_parts(
 
 /// Streams the `file` part into a new upload. A guest link's byte limit is
 /// checked before each piece is stored: the piece that would pass it ends
-/// the upload, so no more than the limit is ever written.
+/// the upload, so no more than the limit is ever written. A guest upload
+/// also ends as soon as its link is disabled or deleted.
 async fn receive_file(
     state: &AppState,
     client: Client,
@@ -191,10 +192,33 @@ async fn receive_file(
         guest_link: rules.guest.as_ref().map(|g| g.link.clone()),
     };
     let max_bytes = rules.guest.as_ref().and_then(|g| g.max_file_bytes);
+    // Before the row is inserted: see `LiveUploads::guest_upload`.
+    let link = rules
+        .guest
+        .as_ref()
+        .map(|g| state.live_uploads.guest_upload(&g.link));
     let sink = parts
         .sink
         .insert(UploadSink::start(state, upload, client).await?);
-    while let Some(bytes) = field.chunk().await.map_err(bad_multipart)? {
+    loop {
+        let next = match &link {
+            Some(link) => tokio::select! {
+                biased;
+                () = link.cancelled.cancelled() => {
+                    // Nothing more is read: the rest of the body is not wanted.
+                    parts.drain_budget = 0;
+                    return Err(ApiError::Forbidden(
+                        "the guest link was disabled or deleted during the upload; \
+                         nothing was kept".into(),
+                    ));
+                }
+                next = field.chunk() => next,
+            },
+            None => field.chunk().await,
+        };
+        let Some(bytes) = next.map_err(bad_multipart)? else {
+            break;
+        };
         if let Some(max) = max_bytes
             && sink.size() + bytes.len() as u64 > max
         {
@@ -223,6 +247,9 @@ async fn drain(multipart: &mut Multipart, budget: &mut u64) {
 /// Reads and drops the rest of one part within `budget` bytes; sets the
 /// budget to 0 if the part is longer (so nothing skips through it later).
 async fn drain_field(field: &mut Field<'_>, budget: &mut u64) {
+    if *budget == 0 {
+        return;
+    }
     while let Ok(Some(chunk)) = field.chunk().await {
         match budget.checked_sub(chunk.len() as u64) {
             Some(left) if left > 0 => *budget = left,

@@ -141,10 +141,13 @@ impl From<StorageError> for PageError {
         match e {
             StorageError::NotFound => PageError::not_found("This page"),
             e => {
-                tracing::error!(error = %e, "a page failed");
+                let request_id = crate::error::request_id();
+                tracing::error!(%request_id, error = %e, "a page failed");
                 PageError {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: "Something went wrong on the server; the log says what.".into(),
+                    message: format!(
+                        "Something went wrong on the server; its log says what (request id {request_id})."
+                    ),
                     logged_in: true,
                 }
             }

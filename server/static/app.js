@@ -426,4 +426,19 @@
       }
     });
   }
+
+  const logoutEverywhere = $("#logout-everywhere");
+  if (logoutEverywhere) {
+    logoutEverywhere.addEventListener("click", async () => {
+      if (!confirm("End every login, in every browser, this one included?")) return;
+      try {
+        await api("DELETE", "/api/sessions");
+        location.assign("/login");
+      } catch (e) {
+        const status = $("#sessions-status");
+        status.textContent = e.message;
+        status.classList.add("error");
+      }
+    });
+  }
 })();

@@ -101,6 +101,7 @@ async fn round_trip(db: std::path::PathBuf) {
         shutdown_timeout: Duration::from_secs(10),
         min_expiration: Duration::from_secs(3600),
         limits: share_server::limits::Limits::default(),
+        debug_allowed_hosts: Vec::new(),
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -561,6 +561,7 @@ async fn purge_reports_resident_before_and_after() {
     let res = server
         .http
         .post(format!("{}/debug/allocator/purge", server.debug_base))
+        .header("x-sharerig-debug", "1")
         .send()
         .await
         .unwrap();

@@ -3,7 +3,8 @@
 //! server: log in, upload two files through the file input and watch their
 //! progress bars reach 100%, download one byte-exact, edit a note, create a
 //! guest link and upload through it logged out until its limit refuses, see
-//! the download history, change a setting, delete, log out; every page is
+//! the download history, change a setting, delete, log out, log out
+//! everywhere; every page is
 //! checked for unlabelled controls, and at phone width for sideways scrolling.
 //!
 //! Screenshots of each page go to `target/tmp/screenshots/`, or to
@@ -655,5 +656,23 @@ async fn the_web_ui_in_a_real_browser() {
     b.css("#logout").await.click().await.unwrap();
     b.until("location.pathname === '/login'", "logged out")
         .await;
+
+    // --- Log in again, then log out everywhere: the API client's session ends too.
+    b.type_into("#secret", &format!("{SECRET}\n")).await;
+    b.until("location.pathname === '/'", "logged in again")
+        .await;
+    b.goto("/settings").await;
+    b.css("#logout-everywhere").await.click().await.unwrap();
+    b.accept_confirm().await;
+    b.until("location.pathname === '/login'", "logged out everywhere")
+        .await;
+    let res = api
+        .req(reqwest::Method::GET, "/api/entries")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "every session ended");
+    b.goto("/files").await;
+    assert_eq!(b.path().await, "/login", "the browser's too");
     b.client.close().await.unwrap();
 }

@@ -23,5 +23,5 @@ mod server;
 pub mod tools;
 
 pub use error::Error;
-pub use login::{SESSION_COOKIE, login};
+pub use login::{SECURE_SESSION_COOKIE, SESSION_COOKIE, login};
 pub use server::{SECRET, Server, Spawn};

@@ -1,4 +1,5 @@
-//! `POST /api/auth` (log in) and `DELETE /api/auth` (log out).
+//! `POST /api/auth` (log in), `DELETE /api/auth` (log out) and
+//! `DELETE /api/sessions` (log out everywhere).
 
 use axum::Json;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::auth::{Authenticated, SESSION_LIFETIME, cookie};
 use crate::error::ApiError;
 use crate::handlers::{bad_json, client_ip, is_https};
 use crate::state::AppState;
@@ -40,23 +42,44 @@ pub async fn login(
         return Err(ApiError::WrongSecret);
     }
     state.login_limiter.succeeded(ip);
-    let token = state.sessions.issue(crate::storage::now_millis());
+    let token = state.sessions.start(&state.db).await?;
+    let secure = is_https(&headers, state.behind_proxy);
     Ok((
         [(
             header::SET_COOKIE,
-            state
-                .sessions
-                .cookie(&token, is_https(&headers, state.behind_proxy)),
+            cookie::set(&token, SESSION_LIFETIME.as_secs(), secure),
         )],
         Json(serde_json::json!({ "ok": true })),
     )
         .into_response())
 }
 
-pub async fn logout(State(state): State<AppState>) -> Response {
+/// Ends the session of the request's cookie (a copy of it, captured
+/// anywhere, is then refused too) and clears the cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.sessions.end(&state.db, &headers).await?;
+    Ok(cleared(&state, &headers))
+}
+
+/// Ends every session, this one included.
+pub async fn logout_everywhere(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let ended = state.sessions.end_all(&state.db).await?;
+    tracing::info!(ended, "logged out everywhere");
+    Ok(cleared(&state, &headers))
+}
+
+fn cleared(state: &AppState, headers: &HeaderMap) -> Response {
+    let secure = is_https(headers, state.behind_proxy);
     (
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, state.sessions.clearing_cookie())],
+        [(header::SET_COOKIE, cookie::clear(secure))],
     )
         .into_response()
 }

@@ -63,15 +63,28 @@ pub async fn list(
     Ok(Json(state.db.run(guest_links::list).await?))
 }
 
-/// `DELETE /api/guest-links/{id}`: the files uploaded through it stay.
+/// `DELETE /api/guest-links/{id}`: the files uploaded through it stay;
+/// its uploads in progress stop and are removed.
 pub async fn delete(
     State(state): State<AppState>,
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    state.db.run(move |s| guest_links::delete(s, &id)).await?;
+    {
+        let id = id.clone();
+        state.db.run(move |s| guest_links::delete(s, &id)).await?;
+    }
+    stop_uploads(&state, &id);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// After a link stopped taking uploads in the database: ends those in progress.
+fn stop_uploads(state: &AppState, id: &GuestLinkId) {
+    let stopped = state.live_uploads.stop_link(id);
+    if stopped > 0 {
+        tracing::info!(stopped, "stopped the uploads in progress of a guest link");
+    }
 }
 
 /// `PUT /api/guest-links/{id}/enable`
@@ -99,10 +112,16 @@ async fn set_disabled(
     disabled: bool,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
-    state
-        .db
-        .run(move |s| guest_links::set_disabled(s, &id, disabled))
-        .await?;
+    {
+        let id = id.clone();
+        state
+            .db
+            .run(move |s| guest_links::set_disabled(s, &id, disabled))
+            .await?;
+    }
+    if disabled {
+        stop_uploads(&state, &id);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

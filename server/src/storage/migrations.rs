@@ -99,6 +99,17 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE downloads_v3 RENAME TO downloads;
     CREATE INDEX downloads_by_entry ON downloads (entry_id, id);
     "#,
+    // 4: server-side sessions, so logging out ends one for good. `token_hash`
+    // is HMAC-SHA256(server key, cookie token): the table alone logs no one in.
+    // The server key and the secret's fingerprint live in `settings`.
+    r#"
+    CREATE TABLE sessions (
+        token_hash  BLOB PRIMARY KEY NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        expires_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX sessions_by_created ON sessions (created_ms);
+    "#,
 ];
 
 /// The schema version this build writes.
