@@ -93,7 +93,7 @@ pub fn any_live(
     token_hashes: &[Vec<u8>],
     now_ms: i64,
 ) -> Result<bool, StorageError> {
-    let conn = store.reader();
+    let conn = store.reader()?;
     let mut stmt = conn
         .prepare_cached("SELECT 1 FROM sessions WHERE token_hash = ?1 AND expires_ms > ?2")
         .ctx("checking a session")?;
@@ -131,7 +131,7 @@ pub fn end_all(store: &Store) -> Result<usize, StorageError> {
 /// Live and expired rows (tests and stats).
 pub fn count(store: &Store) -> Result<i64, StorageError> {
     store
-        .reader()
+        .reader()?
         .query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))
         .ctx("counting sessions")
 }
