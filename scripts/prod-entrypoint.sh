@@ -65,7 +65,8 @@ config=${LITESTREAM_CONFIG:-$(mktemp "${TMPDIR:-/tmp}/litestream.XXXXXX")}
 # Both flags make this a no-op when the database is there or nothing was
 # replicated yet; any other failure (the store unreachable) stops the start
 # rather than begin a new, empty database.
-litestream restore -config "$config" -no-expand-env -if-db-not-exists -if-replica-exists "$PS_DB"
+# Its messages go to stderr: stdout is the server's (its listening lines).
+litestream restore -config "$config" -no-expand-env -if-db-not-exists -if-replica-exists "$PS_DB" >&2
 
 command=""
 for arg in "$@"; do command="$command$(word "$arg")"; done
