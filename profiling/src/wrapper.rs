@@ -158,7 +158,12 @@ mod tests {
         let exec = arguments(&strings(&["replicate", "-exec", SERVER]), &server);
         assert_eq!(
             exec,
-            ["replicate", "-exec", r"'/bin/share-server' '--db' '/d/it'\''s.db'"].map(OsString::from)
+            [
+                "replicate",
+                "-exec",
+                r"'/bin/share-server' '--db' '/d/it'\''s.db'"
+            ]
+            .map(OsString::from)
         );
         let appended = arguments(&strings(&["-n", "5"]), &server);
         assert_eq!(appended.len(), 5);
@@ -181,8 +186,14 @@ mod tests {
         assert_eq!(resolved[2], config.display().to_string());
         assert_eq!(resolved[3], SERVER);
         let text = std::fs::read_to_string(&config).unwrap();
-        assert!(text.contains(&format!("path: '{}'", db.display())), "{text}");
-        assert!(text.contains("type: file") && text.contains("stderr: true"), "{text}");
+        assert!(
+            text.contains(&format!("path: '{}'", db.display())),
+            "{text}"
+        );
+        assert!(
+            text.contains("type: file") && text.contains("stderr: true"),
+            "{text}"
+        );
         let missing = prepare(&strings(&["no-such-wrapper-here"]), &db, &config, &replica);
         assert!(matches!(missing, Err(WrapperError::NotFound { .. })));
     }

@@ -146,7 +146,12 @@ pub fn markdown(g: &GroupSummary) -> String {
         "\n### Processes in the group\n\n| process | pids | peak RSS | peak anon | at |\n|---|---|---:|---:|---:|\n",
     );
     for p in &g.processes {
-        let pids = p.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let pids = p
+            .pids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         md.push_str(&format!(
             "| {} | {pids} | {:.1} MiB | {:.1} MiB | {:.1} s |\n",
             p.name,
@@ -155,7 +160,9 @@ pub fn markdown(g: &GroupSummary) -> String {
             p.peak_anon_at_s
         ));
     }
-    if let (Some(median), Some(lo), Some(hi)) = (g.anon_ratio_median, g.anon_ratio_min, g.anon_ratio_max) {
+    if let (Some(median), Some(lo), Some(hi)) =
+        (g.anon_ratio_median, g.anon_ratio_min, g.anon_ratio_max)
+    {
         md.push_str(&format!(
             "\nThe processes' anon RSS summed against the cgroup's anon: median {:.1} % (from {:.1} % to {:.1} %; widest gap {:+.1} MiB).\n",
             median * 100.0,
@@ -197,9 +204,21 @@ mod tests {
     fn peaks_per_name_and_the_sum_against_the_cgroup() {
         const M: u64 = 1 << 20;
         let samples = [
-            sample(0, 12 * M, &[("share-server", 7, 10 * M), ("litestream", 6, 2 * M)]),
-            sample(1000, 44 * M, &[("share-server", 7, 30 * M), ("litestream", 6, 10 * M)]),
-            sample(2000, 20 * M, &[("share-server", 7, 15 * M), ("litestream", 6, 5 * M)]),
+            sample(
+                0,
+                12 * M,
+                &[("share-server", 7, 10 * M), ("litestream", 6, 2 * M)],
+            ),
+            sample(
+                1000,
+                44 * M,
+                &[("share-server", 7, 30 * M), ("litestream", 6, 10 * M)],
+            ),
+            sample(
+                2000,
+                20 * M,
+                &[("share-server", 7, 15 * M), ("litestream", 6, 5 * M)],
+            ),
         ];
         let g = summarise(&samples).unwrap();
         let names: Vec<_> = g.processes.iter().map(|p| p.name.as_str()).collect();
@@ -211,7 +230,10 @@ mod tests {
         assert!((g.anon_ratio_min.unwrap() - 40.0 / 44.0).abs() < 1e-9);
         assert_eq!(g.anon_gap_max_bytes, Some(-4 * (M as i64)));
         let md = markdown(&g);
-        assert!(md.contains("| litestream | 6 |") && md.contains("median 100.0 %"), "{md}");
+        assert!(
+            md.contains("| litestream | 6 |") && md.contains("median 100.0 %"),
+            "{md}"
+        );
         let columns = anon_by_name(&samples);
         assert_eq!(columns[0].0, "litestream");
         assert_eq!(columns[0].1[1], Some((10 * M) as f64));

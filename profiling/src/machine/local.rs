@@ -79,7 +79,15 @@ pub async fn start(machine: &dyn LocalMachine, launch: Launch<'_>) -> Result<Ser
     let log = launch.log;
     let mut server: Vec<OsString> = vec![launch.binary.into(), "--db".into(), launch.db.into()];
     server.extend(
-        ["--port", "0", "--listen", "127.0.0.1", "--debug-listen", "127.0.0.1:0"].map(OsString::from),
+        [
+            "--port",
+            "0",
+            "--listen",
+            "127.0.0.1",
+            "--debug-listen",
+            "127.0.0.1:0",
+        ]
+        .map(OsString::from),
     );
     server.extend(launch.args.iter().map(OsString::from));
     let wrapped = !launch.wrapper.is_empty();

@@ -73,7 +73,14 @@ pub(super) fn machine<DB: DrawingBackend>(
     if t.processes.len() > 1 {
         for (i, (name, col)) in t.processes.iter().enumerate() {
             let tint = GROUP_TINTS[i % GROUP_TINTS.len()];
-            line_of(&mut chart, &mut legend, (&t.t_s, col), &format!("anon: {name}"), tint, 2)?;
+            line_of(
+                &mut chart,
+                &mut legend,
+                (&t.t_s, col),
+                &format!("anon: {name}"),
+                tint,
+                2,
+            )?;
         }
     }
     if let Some(l) = fig.limit_bytes {

@@ -116,7 +116,14 @@ pub(super) fn line<'a, DB: DrawingBackend + 'a>(
     color: RGBColor,
     width: u32,
 ) -> Result2<()> {
-    line_of(chart, legend, (&t.t_s, t.col(layer)), layer.label(), color, width)
+    line_of(
+        chart,
+        legend,
+        (&t.t_s, t.col(layer)),
+        layer.label(),
+        color,
+        width,
+    )
 }
 
 /// Draws any column as a line (in MiB), labelled `label` in the legend.
