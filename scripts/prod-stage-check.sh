@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Runs Dockerfile.dev's `prod` image steps on this host, without a Docker
 # engine: the build stage's cargo command, then share-server started the way
-# the image starts it (its ENTRYPOINT, CMD, ENV PORT and USER, with a temp dir
-# in place of /data and the secret from the environment); its HEALTHCHECK
-# command must pass, a login, an upload and a byte-exact download must work,
-# and SIGTERM must stop it cleanly. Every command line is read from
-# Dockerfile.dev, so the two cannot drift apart unnoticed.
+# the image starts it (its ENTRYPOINT, scripts/prod-entrypoint.sh, with its CMD
+# and ENV, a temp dir in place of /data and the secret from the environment).
+# As root the data dir is made root-owned first, as Fly mounts a volume: the
+# entrypoint must chown it and the server must end up running as the image's
+# PS_RUN_AS uid, writing its database there. Its HEALTHCHECK command must
+# pass, a login, an upload and a byte-exact download must work, and SIGTERM
+# must stop it cleanly. Every command line is read from Dockerfile.dev, so
+# the two cannot drift apart unnoticed. (Litestream's path through the
+# entrypoint is server/tests/litestream.rs's.)
 #
 # Usage: scripts/prod-stage-check.sh   (from anywhere; CARGO_TARGET_DIR is honoured)
 #
@@ -80,7 +84,12 @@ for line in lines:
             out["env_" + k] = v
     elif word == "COPY" and "--from=build" in rest:
         out["copy"] = rest.replace("--from=build", "").strip()
-for key in ("build", "entrypoint", "cmd", "healthcheck", "user", "env_PORT", "copy"):
+    elif word == "COPY" and rest.startswith("scripts/prod-entrypoint.sh "):
+        out["copy_entrypoint"] = rest
+    elif word == "COPY" and "--from=litestream" in rest:
+        out["copy_litestream"] = rest.replace("--from=litestream", "").strip()
+for key in ("build", "entrypoint", "cmd", "healthcheck", "env_PORT", "env_PS_DB", "env_PS_RUN_AS",
+            "copy", "copy_entrypoint", "copy_litestream"):
     if key not in out:
         sys.exit(f"{sys.argv[1]}: no {key} found for the prod stage")
 for k, v in out.items():
@@ -95,18 +104,26 @@ build_cmd=$(step build)
 mapfile -t entrypoint < <(json_lines "$(step entrypoint)")
 mapfile -t cmd < <(json_lines "$(step cmd)")
 mapfile -t healthcheck < <(json_lines "$(step healthcheck)")
-user=$(step user)
-uid=${user%%:*}
-gid=${user#*:}
-case "$uid" in 0 | root | "") fail "the prod stage runs as root (USER $user); it must not" ;; esac
-[[ $uid =~ ^[0-9]+$ && $gid =~ ^[0-9]+$ ]] || fail "USER $user: give it as numeric UID:GID"
+# The entrypoint starts as root to chown the volume, then drops to PS_RUN_AS.
+[ -z "$(step user)" ] || fail "the prod stage sets USER $(step user): the entrypoint must start as root to chown a root-owned volume"
+run_as=$(step env_PS_RUN_AS)
+uid=${run_as%%:*}
+gid=${run_as#*:}
+[[ $uid =~ ^[0-9]+$ && $gid =~ ^[0-9]+$ ]] || fail "PS_RUN_AS=$run_as: give it as numeric UID:GID"
+[ "$uid" != 0 ] || fail "PS_RUN_AS=$run_as: the server must not run as root"
+image_db=$(step env_PS_DB)
+[[ $image_db == /data/* ]] || fail "PS_DB=$image_db is not on the /data volume"
 image_port=$(step env_PORT)
 read -r copy_src copy_dst <<<"$(step copy)"
-[ "${entrypoint[0]}" = "$copy_dst" ] || fail "ENTRYPOINT ${entrypoint[0]} is not the binary the prod stage copies ($copy_dst)"
+read -r entry_src entry_dst <<<"$(step copy_entrypoint)"
+read -r _ litestream_dst <<<"$(step copy_litestream)"
+[ "${entrypoint[0]}" = "$entry_dst" ] || fail "ENTRYPOINT ${entrypoint[0]} is not the entrypoint the prod stage copies ($entry_dst)"
+[ "${cmd[0]}" = "$copy_dst" ] || fail "CMD ${cmd[0]} is not the binary the prod stage copies ($copy_dst)"
 [ "$copy_src" = /out/share-server ] || fail "the prod stage copies $copy_src, not the build stage's /out/share-server"
-echo "== prod stage (base $(step base)): user $user, PORT $image_port"
+[ "$litestream_dst" = /usr/local/bin/litestream ] || fail "litestream is copied to $litestream_dst, not onto the entrypoint's PATH"
+echo "== prod stage (base $(step base)): server as $run_as, PORT $image_port, PS_DB $image_db"
 echo "   build:      $build_cmd"
-echo "   entrypoint: ${entrypoint[*]}"
+echo "   entrypoint: ${entrypoint[*]} ($entry_src)"
 echo "   cmd:        ${cmd[*]}"
 
 tmp=$(mktemp -d /tmp/prod-stage.XXXXXX)
@@ -139,20 +156,21 @@ done <"$tmp_ldd"
 # --- the image's filesystem and user ----------------------------------------
 root="$tmp/root"                    # stands for the image's /
 install -D -m 0755 "$built" "$root$copy_dst"
-install -d -m 0750 "$root/data"
+install -D -m 0755 "$entry_src" "$root$entry_dst"
+# Root-owned, as Fly mounts a volume (the image's own /data is 10001's).
+install -d -m 0755 "$root/data"
 chmod 0755 "$tmp" "$root"
 # Every argument under /data points into the temp dir instead.
 args=()
-for a in "${cmd[@]}"; do
+for a in "${cmd[@]:1}"; do
   case "$a" in /data | /data/*) args+=("$root$a") ;; *) args+=("$a") ;; esac
 done
-run_as=()
 if [ "$(id -u)" = 0 ]; then
-  chown "$uid:$gid" "$root/data"
-  run_as=(setpriv --reuid="$uid" --regid="$gid" --clear-groups)
-  echo "== running as uid $uid (the image's USER)"
+  echo "== as root, data dir owned by root: the entrypoint must hand it to uid $uid"
 else
-  echo "== running as uid $(id -u) (not root, so not switching to the image's USER $uid)"
+  # Not root: the entrypoint cannot switch users; it runs the server as us.
+  uid=$(id -u) gid=$(id -g) run_as="$uid:$gid"
+  echo "== running as uid $uid (not root, so not checking the switch to PS_RUN_AS)"
 fi
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -160,10 +178,11 @@ secret="prod-check-$RANDOM$RANDOM"
 base="http://127.0.0.1:$port"
 
 # --- start it as the image does ---------------------------------------------
-echo "== ${entrypoint[*]} ${args[*]}  (PORT=$port)"
+echo "== ${entrypoint[*]} ${cmd[*]}  (PORT=$port, PS_DB=$root$image_db)"
 env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/data PORT="$port" \
+  PS_DB="$root$image_db" PS_RUN_AS="$run_as" \
   PS_SHARED_SECRET="$secret" PS_DEBUG_LISTEN=127.0.0.1:0 \
-  "${run_as[@]}" "$root${entrypoint[0]}" "${entrypoint[@]:1}" "${args[@]}" \
+  "$root${entrypoint[0]}" "${entrypoint[@]:1}" "$root${cmd[0]}" "${args[@]}" \
   >"$tmp/stdout" 2>"$tmp/stderr" &
 server_pid=$!
 
@@ -175,6 +194,18 @@ for _ in $(seq 1 150); do
 done
 grep -q "^share-server listening on http://0.0.0.0:$port$" "$tmp/stdout" ||
   { cat "$tmp/stdout" "$tmp/stderr" >&2; fail "share-server did not listen on 0.0.0.0:$port"; }
+
+# The entrypoint execs (setpriv, itself again, the server): one pid throughout.
+echo "== the server process: $root${cmd[0]} as uid $uid, gid $gid, no supplementary groups"
+[ "$(readlink "/proc/$server_pid/exe")" = "$root${cmd[0]}" ] ||
+  fail "pid $server_pid is $(readlink "/proc/$server_pid/exe"), not the server"
+read -r _ ruid euid _ < <(grep '^Uid:' "/proc/$server_pid/status")
+read -r _ rgid egid _ < <(grep '^Gid:' "/proc/$server_pid/status")
+[ "$ruid:$euid:$rgid:$egid" = "$uid:$uid:$gid:$gid" ] ||
+  fail "the server runs as uid $ruid/$euid gid $rgid/$egid, not $uid:$gid"
+[ -z "$(grep '^Groups:' "/proc/$server_pid/status" | cut -d: -f2 | tr -d '[:space:]')" ] ||
+  fail "the server kept supplementary groups: $(grep '^Groups:' "/proc/$server_pid/status")"
+[ "$(stat -c %u:%g "$root/data")" = "$uid:$gid" ] || fail "the data dir is owned by $(stat -c %u:%g "$root/data"), not $uid:$gid"
 
 echo "== the image's HEALTHCHECK: ${healthcheck[*]}"
 PORT=$port "${healthcheck[@]}" || fail "the HEALTHCHECK command failed"
@@ -188,10 +219,8 @@ curl -fsS -b "$tmp/jar" -F "file=@$tmp/upload.bin" -F note=prod-stage-check \
 id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["id"])' "$tmp/entry.json")
 curl -fsS -o "$tmp/download.bin" "$base/-$id" || fail "download of $id failed"
 cmp "$tmp/upload.bin" "$tmp/download.bin" || fail "the download differs from the upload"
-[ -s "$root/data/store.db" ] || fail "no database under the image's /data (CMD's --db)"
-if [ "$(id -u)" = 0 ]; then
-  [ "$(stat -c %u "$root/data/store.db")" = "$uid" ] || fail "store.db is not owned by uid $uid"
-fi
+[ -s "$root$image_db" ] || fail "no database at the image's PS_DB ($image_db)"
+[ "$(stat -c %u "$root$image_db")" = "$uid" ] || fail "$image_db is not owned by uid $uid"
 
 echo "== SIGTERM"
 kill -TERM "$server_pid"

@@ -46,6 +46,7 @@ async fn main() -> Result<()> {
             db: &db,
             log: &scratch.path().join("server.log"),
             secret: "bench-secret",
+            wrapper: &[],
         })
         .await?;
 

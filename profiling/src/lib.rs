@@ -11,11 +11,14 @@
 //!   watch and stop it), says where its memory figures come from and how a
 //!   kill is detected.
 //! - [`target`]: the server binary (build or locate) and its `/healthz` wait.
+//! - [`wrapper`]: `[server] wrapper`, a command the server runs under
+//!   (Litestream), and the Litestream config the rig writes for a run.
 //! - [`heap`]: heap profiles during a run (`heap/<t_ms>.pb.gz`), after new peaks and on an interval.
 //! - [`fixture`]: the story's bugs as server builds (`--regression NAME`), for `rig prove` and `rig run`.
 //! - The sample schema written to `samples.jsonl` is in the `run-format` crate
 //!   (shared with the reports).
-//! - [`sampler`]: the periodic sampler that writes it.
+//! - [`sampler`]: the periodic sampler that writes it (every process of the
+//!   cgroup too, so a wrapper's memory is on record beside the server's).
 //! - [`files`]: the server's files outside the heap (temp dir, deleted but
 //!   open, WAL) each sample, and their listing at the peak.
 //! - [`meta`]: what ran (git revision, features, kernel, cgroup, limit).
@@ -41,3 +44,4 @@ mod run_progress;
 pub mod sampler;
 pub mod scenario;
 pub mod target;
+pub mod wrapper;

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::files::{self, FileReading};
 use crate::scenario::{MachineSpec, Mode};
 use memstat::system::SystemMemory;
-use run_format::{MachineMemory, ProcessSample};
+use run_format::{GroupProcess, MachineMemory, ProcessSample};
 
 pub use local::LocalMachine;
 pub use server::{BoxFuture, Launch, Server, ServerProcess, StartError};
@@ -53,6 +53,11 @@ pub trait Machine: Send + Sync {
 pub trait Probe: Send + Sync {
     fn machine(&self) -> Result<MachineMemory, String>;
     fn process(&self, pid: u32) -> Result<ProcessSample, String>;
+    /// Every process in the machine's group, by name (`cgroup` mode: the
+    /// server and a wrapper beside it); `None` where there is no group.
+    fn group_processes(&self) -> Option<Vec<GroupProcess>> {
+        None
+    }
     /// The whole system's `/proc/meminfo` (the sample's `system`).
     fn system(&self) -> Option<SystemMemory> {
         memstat::system::read().ok()
@@ -216,4 +221,26 @@ pub(crate) fn read_process(pid: u32) -> Result<ProcessSample, String> {
                 .and_then(|m| m.extension.map.get("Pss").copied())
         });
     Ok(ProcessSample { memory, pss_bytes })
+}
+
+/// Every process in the cgroup at `dir` (`cgroup.procs`, v1 and v2 alike)
+/// with its name and memory; one that exits while being read is left out.
+pub(crate) fn read_group(dir: &Path) -> Option<Vec<GroupProcess>> {
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+    let read = |pid: u32| {
+        let memory = memstat::process::read(Some(pid as i32)).ok()?;
+        let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        Some(GroupProcess {
+            pid,
+            name: name.trim_end().to_owned(),
+            memory,
+        })
+    };
+    Some(
+        procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter_map(read)
+            .collect(),
+    )
 }

@@ -9,7 +9,8 @@
 //!   samples.jsonl    one sample per tick (see `sample.rs`)
 //!   events.jsonl     phase boundaries, the server's start and death
 //!   loadgen/<n>-<phase>/   loadgen's summary and goose's reports per phase
-//!   server.log       the server's stderr
+//!   server.log       the server's stderr (and a wrapper's: Litestream logs there)
+//!   litestream.yml   the Litestream config, when `[server] wrapper` names one
 //!   heap/<t_ms>.pb.gz   heap profiles, when `[server] heap_profiles` is on
 //!   outcome.json     how it ended: exit, OOM kills, time of death, phases
 //! ```
@@ -65,6 +66,8 @@ pub enum RunError {
     Fixture(#[from] crate::fixture::FixtureError),
     #[error("heap profiles: {0}")]
     HeapProfiles(String),
+    #[error(transparent)]
+    Wrapper(#[from] crate::wrapper::WrapperError),
     #[error("interrupted before the server was up")]
     Interrupted,
 }
@@ -241,6 +244,13 @@ async fn drive(
     let events =
         Events::new(File::create(dir.join(files::EVENTS)).map_err(io("creating events.jsonl"))?);
     let log = dir.join(files::SERVER_LOG);
+    // A Litestream replica goes beside the database, removed with it.
+    let wrapper = crate::wrapper::prepare(
+        &scenario.server.wrapper,
+        &db,
+        &dir.join(crate::wrapper::CONFIG_FILE),
+        &data.join("litestream-replica"),
+    )?;
     let mut server = tokio::select! {
         server = machine.start_server(machine::Launch {
             binary,
@@ -248,6 +258,7 @@ async fn drive(
             db: &db,
             log: &log,
             secret: &secret,
+            wrapper: &wrapper,
         }) => server?,
         _ = tokio::signal::ctrl_c() => return Err(RunError::Interrupted),
     };

@@ -1,4 +1,5 @@
-//! The sampler: every `interval`, one [`Sample`] of every layer, appended to
+//! The sampler: every `interval`, one [`Sample`] of every layer (and of
+//! every process in the machine's group: a wrapper beside the server), appended to
 //! `samples.jsonl` and flushed at once, so a run killed mid-way keeps its
 //! data. It runs in the rig, outside the server, so it does not add to what
 //! it measures; reads that stall (a process under memory pressure) are cut
@@ -113,6 +114,7 @@ impl Sampler {
                 probe.system(),
                 probe.files(&db, pid),
                 via_probe.then(|| probe.server_stats()).flatten(),
+                probe.group_processes(),
             )
         });
         let fetched = async {
@@ -122,9 +124,9 @@ impl Sampler {
             }
         };
         let (local, fetched) = tokio::join!(tokio::time::timeout(self.interval, local), fetched);
-        let (process, machine, system, files, probed) = match local {
+        let (process, machine, system, files, probed, processes) = match local {
             Ok(Ok(readings)) => readings,
-            _ => (None, None, None, None, None),
+            _ => (None, None, None, None, None, None),
         };
         let server = if via_probe { probed } else { fetched };
         let (files, listing) = match files {
@@ -139,6 +141,7 @@ impl Sampler {
             system,
             server,
             files,
+            processes,
         };
         (sample, listing)
     }

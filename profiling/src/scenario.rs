@@ -148,6 +148,13 @@ pub struct ServerSpec {
     /// builds with `jemalloc-prof` (see `heap.rs`).
     #[serde(default)]
     pub heap_profiles: HeapProfiling,
+    /// Run the server under this command, inside the machine (local modes):
+    /// `{server}` stands for the server's command line as one shell-quoted
+    /// string (`litestream replicate -exec`), else it is appended as
+    /// arguments; `{litestream_config}` for a Litestream config the rig
+    /// writes (see `wrapper.rs`). Empty: the server runs alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wrapper: Vec<String>,
 }
 
 /// The allocator feature heap profiles need.
@@ -302,6 +309,11 @@ impl Scenario {
             )));
         }
         let server = &scenario.server;
+        if !server.wrapper.is_empty() && scenario.machine.mode == Mode::Vm {
+            return Err(invalid(
+                "server.wrapper runs on this host: it does not apply to vm mode".into(),
+            ));
+        }
         if server.heap_profiles.is_on()
             && server.no_default_features
             && !server.features.iter().any(|f| f.starts_with("jemalloc"))
@@ -405,6 +417,7 @@ mod tests {
         assert!(vm("cpus = 0").is_err());
         assert!(vm("disk = \"32MiB\"").is_err());
         assert!(vm("tmpfs = \"8MiB\"").is_err());
+        assert!(vm("[server]\nwrapper = [\"litestream\"]").is_err());
     }
 
     #[test]

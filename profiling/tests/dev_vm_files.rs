@@ -2,7 +2,8 @@
 //! machine and wires the health check and metrics to the server's real
 //! routes, Dockerfile.dev has the targets fly.dev.toml and the docs name, and
 //! the VM scenario runs in machine mode. What the images run is checked by
-//! scripts/prod-stage-check.sh and scripts/dev-entrypoint-check.sh.
+//! scripts/prod-stage-check.sh and scripts/dev-entrypoint-check.sh. fly.prod.toml
+//! builds the prod image, on a volume, with its secrets named and not set.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -195,4 +196,46 @@ fn the_vm_scenario_runs_in_machine_mode() {
         .expect("the VM scenario loads");
     assert_eq!(s.machine.mode, Mode::Machine);
     assert!(!s.phases.is_empty());
+}
+
+/// fly.prod.toml (docs/server.md, "Operating it"): the `prod` image on the
+/// story's machine, the database on a /data volume, no secret in the file
+/// and the secrets the entrypoint reads named in its comments.
+#[test]
+fn fly_prod_builds_the_prod_target_with_a_volume_and_names_its_secrets() {
+    let path = workspace().join("fly.prod.toml");
+    let text = std::fs::read_to_string(&path).expect("reading fly.prod.toml");
+    let t: Table = toml::from_str(&text).expect("fly.prod.toml is valid TOML");
+    let build = t["build"].as_table().expect("[build]");
+    assert_eq!(str_of(build, "dockerfile"), "Dockerfile.dev");
+    assert_eq!(str_of(build, "build-target"), "prod");
+    let env = t["env"].as_table().expect("[env]");
+    assert_eq!(str_of(env, "PS_DB"), "/data/store.db");
+    for key in env.keys() {
+        let k = key.to_ascii_uppercase();
+        assert!(
+            !k.contains("SECRET") && !k.contains("KEY") && !k.contains("BUCKET"),
+            "{key} belongs in `fly secrets`, not in fly.prod.toml"
+        );
+    }
+    assert_eq!(str_of(single(&t, "mounts"), "destination"), "/data");
+    assert_eq!(megabytes(str_of(single(&t, "vm"), "memory")), 256);
+    let service = single(&t, "http_service");
+    assert_eq!(int_of(service, "internal_port"), 4001);
+    for secret in [
+        "PS_SHARED_SECRET",
+        "LITESTREAM_BUCKET",
+        "LITESTREAM_ACCESS_KEY_ID",
+        "LITESTREAM_SECRET_ACCESS_KEY",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with('#') && l.contains(&format!("{secret}="))),
+            "fly.prod.toml's comments do not name `fly secrets set {secret}=...`"
+        );
+    }
+    // The entrypoint reads what the comments name.
+    let entrypoint = std::fs::read_to_string(workspace().join("scripts/prod-entrypoint.sh"))
+        .expect("reading scripts/prod-entrypoint.sh");
+    assert!(entrypoint.contains("LITESTREAM_BUCKET") && entrypoint.contains("PS_DB"));
 }

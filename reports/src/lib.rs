@@ -15,6 +15,8 @@
 //! - [`verdict`]: crash, pressure, bloat or healthy, with reasons.
 //! - [`heap`]: the heap profile at the peak: top allocation sites, the server's and SQLite's.
 //! - [`files`]: memory outside the heap named by files (temp, deleted but open, WAL) at their peak.
+//! - [`processes`]: the processes of the machine's group (a wrapper such as
+//!   Litestream beside the server): peaks by name, their anon against the cgroup's.
 //! - [`analysis`]: all of the above for one run.
 //! - [`plot`]: the three-panel figure, SVG and PNG.
 //! - [`html`], [`summary`]: `report.html` (askama templates in `templates/`),
@@ -32,6 +34,7 @@ pub mod heap;
 pub mod html;
 pub mod load;
 pub mod plot;
+pub mod processes;
 pub mod stats;
 pub mod summary;
 pub mod suspects;

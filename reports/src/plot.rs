@@ -5,7 +5,8 @@
 //!
 //! 1. The machine: usage and working set against the limit, over stacked
 //!    anon / clean page cache / dirty+writeback: what a VM dashboard shows,
-//!    split into what it means.
+//!    split into what it means; with a wrapper beside the server, each
+//!    process's anon.
 //! 2. Inside the process: RSS, anon RSS, the allocator's figures, SQLite.
 //! 3. The data: DB and WAL sizes; bytes received and sent per second.
 //!
@@ -48,6 +49,12 @@ const ANON: RGBColor = RGBColor(222, 110, 90);
 const CLEAN: RGBColor = RGBColor(140, 190, 225);
 const DIRTY: RGBColor = RGBColor(250, 180, 80);
 const WORKING_SET: RGBColor = RGBColor(120, 60, 170);
+/// The anon lines of the group's processes (panel 1).
+const GROUP_TINTS: [RGBColor; 3] = [
+    RGBColor(160, 40, 20),
+    RGBColor(20, 120, 120),
+    RGBColor(120, 120, 20),
+];
 const PHASE_TINTS: [RGBColor; 3] = [
     RGBColor(70, 130, 180),
     RGBColor(60, 160, 90),

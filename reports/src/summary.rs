@@ -16,6 +16,7 @@ use crate::correlate::LayerCorrelation;
 use crate::error::ReportError;
 use crate::files::{self, FilesSummary};
 use crate::heap::HeapSummary;
+use crate::processes::{self, GroupSummary};
 use crate::suspects::{Finding, Suspect};
 use crate::timeline::Layer;
 use crate::verdict::Verdict;
@@ -65,6 +66,10 @@ pub struct Summary {
     /// `files`, which names the report's own files).
     #[serde(default)]
     pub outside_heap: Option<FilesSummary>,
+    /// The processes of the machine's group by name (`cgroup` mode runs of
+    /// rigs that list them): what a wrapper such as Litestream takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +190,7 @@ impl Summary {
             }),
             heap: a.heap.clone(),
             outside_heap: FilesSummary::of(meta),
+            group: processes::summarise(&run.samples),
             cause: None,
         }
         .with_cause()
@@ -305,6 +311,9 @@ impl Summary {
         }
         if let Some(outside) = &self.outside_heap {
             md.push_str(&outside_heap_markdown(outside));
+        }
+        if let Some(group) = &self.group {
+            md.push_str(&processes::markdown(group));
         }
         let _ = writeln!(
             md,

@@ -208,6 +208,9 @@ const RATE_WINDOW_S: f64 = 1.0;
 pub struct Timeline {
     pub t_s: Vec<f64>,
     columns: Vec<Vec<Option<f64>>>,
+    /// Anon RSS of each process name in the machine's group (`cgroup` mode):
+    /// the server and a wrapper beside it. Empty without a listing.
+    pub processes: Vec<(String, Vec<Option<f64>>)>,
 }
 
 impl Timeline {
@@ -221,7 +224,12 @@ impl Timeline {
             rate(&t_s, &columns[Layer::BytesReceived as usize], RATE_WINDOW_S);
         columns[Layer::SendRate as usize] =
             rate(&t_s, &columns[Layer::BytesSent as usize], RATE_WINDOW_S);
-        Timeline { t_s, columns }
+        let processes = crate::processes::anon_by_name(samples);
+        Timeline {
+            t_s,
+            columns,
+            processes,
+        }
     }
 
     /// A timeline from given columns (tests, synthetic series); missing layers are empty.
@@ -230,7 +238,11 @@ impl Timeline {
         for (layer, values) in given {
             columns[*layer as usize] = values.clone();
         }
-        Timeline { t_s, columns }
+        Timeline {
+            t_s,
+            columns,
+            processes: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {

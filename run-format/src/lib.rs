@@ -28,7 +28,7 @@ pub use health::{HealthProbe, HealthSummary};
 pub use heap::{HeapProfile, HeapProfiles};
 pub use meta::Meta;
 pub use outcome::{Outcome, Peaks, PhaseOutcome, PhaseSummary};
-pub use sample::{FileSizes, MachineMemory, ProcessSample, Sample};
+pub use sample::{FileSizes, GroupProcess, MachineMemory, ProcessSample, Sample};
 pub use server_stats::ServerStats;
 
 /// File names inside a run directory.

@@ -24,6 +24,26 @@ pub struct Sample {
     pub server: Option<ServerStats>,
     /// The server's files outside the heap: database, temp dir, deleted but open.
     pub files: Option<FileSizes>,
+    /// Every process in the machine's group (`cgroup` mode's `cgroup.procs`):
+    /// the server and what runs beside it (a wrapper such as Litestream).
+    /// `null` in the other modes and in runs of older rigs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<GroupProcess>>,
+}
+
+/// One process of the machine's group at one sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupProcess {
+    pub pid: u32,
+    /// Its name (`/proc/<pid>/comm`: `share-server`, `litestream`).
+    pub name: String,
+    #[serde(flatten)]
+    pub memory: ProcessMemory,
+}
+
+/// The sum of the group's processes' anon RSS; `None` without a listing.
+pub fn group_anon_bytes(processes: Option<&[GroupProcess]>) -> Option<u64> {
+    processes.map(|ps| ps.iter().map(|p| p.memory.rss_anon_bytes).sum())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +158,32 @@ pub struct FileSizes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_samples_load_without_a_process_listing() {
+        let old = r#"{"t_ms": 5, "phase": "upload", "process": null, "machine": null,
+                      "system": null, "server": null, "files": null}"#;
+        let s: Sample = serde_json::from_str(old).unwrap();
+        assert!(s.processes.is_none());
+        let line = serde_json::to_string(&s).unwrap();
+        assert!(!line.contains("processes"), "{line}");
+    }
+
+    #[test]
+    fn a_process_listing_round_trips_and_sums() {
+        let line = r#"{"t_ms": 5, "phase": "upload", "process": null, "machine": null,
+            "system": null, "server": null, "files": null, "processes": [
+            {"pid": 10, "name": "litestream", "vm_rss_bytes": 30, "rss_anon_bytes": 20,
+             "rss_file_bytes": 10, "rss_shmem_bytes": 0, "vm_hwm_bytes": 40, "threads": 8},
+            {"pid": 11, "name": "share-server", "vm_rss_bytes": 300, "rss_anon_bytes": 200,
+             "rss_file_bytes": 90, "rss_shmem_bytes": 10, "vm_hwm_bytes": 400, "threads": 9}]}"#;
+        let s: Sample = serde_json::from_str(line).unwrap();
+        let ps = s.processes.as_deref().unwrap();
+        assert_eq!((ps[0].name.as_str(), ps[1].pid), ("litestream", 11));
+        assert_eq!(group_anon_bytes(Some(ps)), Some(220));
+        let back: Sample = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.processes, s.processes);
+    }
 
     #[test]
     fn old_file_sizes_load_with_the_new_figures_null() {

@@ -231,7 +231,7 @@ impl Server {
             Err(e) => tracing::warn!(error = %e, "the download log's writer failed"),
         }
         let db = state.db.clone();
-        match db.run(|s| s.checkpoint()).await {
+        match db.run(|s| s.checkpoint_without_waiting()).await {
             Ok(()) => tracing::info!("database closed cleanly"),
             Err(e) => {
                 tracing::warn!(error = %e, "final checkpoint failed; the WAL is replayed on next start")

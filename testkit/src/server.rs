@@ -39,6 +39,16 @@ pub struct Spawn {
     debug: bool,
     log: Log,
     rust_log: String,
+    wrapper: Option<(Vec<OsString>, Wrap)>,
+}
+
+/// How a wrapper takes the server's command line ([`Spawn::wrapped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wrap {
+    /// As arguments after the wrapper's own (`env`, `prod-entrypoint.sh`).
+    Args,
+    /// As one shell-quoted string (`litestream replicate -exec CMD`).
+    OneString,
 }
 
 impl Spawn {
@@ -55,6 +65,7 @@ impl Spawn {
             debug: true,
             log: Log::File,
             rust_log: "info".to_owned(),
+            wrapper: None,
         }
     }
 
@@ -110,6 +121,20 @@ impl Spawn {
         self
     }
 
+    /// Runs the server under `prefix` (a program and its arguments), which
+    /// is given the server's command line as `style` says. The wrapper's
+    /// stdout must carry the server's (its own log goes to stderr). Killing
+    /// the [`Server`] kills the wrapper and everything it started.
+    pub fn wrapped<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(
+        mut self,
+        prefix: I,
+        style: Wrap,
+    ) -> Self {
+        let prefix = prefix.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        self.wrapper = Some((prefix, style));
+        self
+    }
+
     /// The server's stderr goes to ours instead of a log file.
     pub fn inherit_stderr(mut self) -> Self {
         self.log = Log::Inherit;
@@ -153,13 +178,29 @@ impl Spawn {
             Log::Inherit => (Stdio::inherit(), None),
             Log::Null => (Stdio::null(), None),
         };
-        let mut cmd = Command::new(&self.binary);
-        cmd.arg("--db")
-            .arg(&db)
-            .args(["--port", "0", "--listen", "127.0.0.1", "--debug-listen"])
-            .arg(if self.debug { "127.0.0.1:0" } else { "off" })
-            .args(&self.args)
-            .env_remove("PS_SHARED_SECRET")
+        let mut argv: Vec<OsString> =
+            vec![self.binary.clone().into(), "--db".into(), db.clone().into()];
+        argv.extend(["--port", "0", "--listen", "127.0.0.1", "--debug-listen"].map(OsString::from));
+        argv.push(if self.debug { "127.0.0.1:0" } else { "off" }.into());
+        argv.extend(self.args.iter().cloned());
+        let mut cmd = match &self.wrapper {
+            None => {
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..]);
+                cmd
+            }
+            Some((prefix, style)) => {
+                let mut cmd =
+                    Command::new(prefix.first().map_or(OsStr::new("sh"), |p| p.as_os_str()));
+                cmd.args(prefix.iter().skip(1));
+                match style {
+                    Wrap::Args => cmd.args(&argv),
+                    Wrap::OneString => cmd.arg(shell_words(&argv)),
+                };
+                cmd
+            }
+        };
+        cmd.env_remove("PS_SHARED_SECRET")
             .env_remove("PS_SHARED_SECRET_FILE")
             .env_remove("PS_DEBUG_LISTEN")
             .env("RUST_LOG", &self.rust_log)
@@ -175,8 +216,9 @@ impl Spawn {
                 None => cmd.env_remove(key),
             };
         }
+        let program = PathBuf::from(cmd.get_program());
         let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-            binary: self.binary.clone(),
+            binary: program,
             source,
         })?;
         let lines = stdout_lines(&mut child);
@@ -274,9 +316,28 @@ impl Server {
         }
     }
 
-    /// Kills it and waits for the exit.
+    /// The processes it started (a wrapper's server, ...), children first.
+    pub fn descendants(&self) -> Vec<u32> {
+        let mut found = Vec::new();
+        let mut queue = vec![self.child.id()];
+        while let Some(pid) = queue.pop() {
+            for child in children(pid) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+        found
+    }
+
+    /// SIGKILLs it and every process it started, and waits for its exit.
     pub fn kill(&mut self) {
+        let descendants = self.descendants();
         let _ = self.child.kill();
+        for pid in descendants {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
         let _ = self.child.wait();
     }
 
@@ -329,6 +390,30 @@ fn stdout_lines(child: &mut Child) -> Receiver<String> {
         });
     }
     rx
+}
+
+/// A process's children, from `/proc/<pid>/task/*/children`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// A command line as one string of single-quoted shell words.
+pub fn shell_words(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn unique() -> u64 {

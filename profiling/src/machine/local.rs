@@ -1,15 +1,17 @@
 //! The local modes (`cgroup`, `machine`, `none`): the server is a child
 //! process of the rig, started by the machine's command (in `cgroup` mode it
-//! joins the cgroup first). Stopped with SIGTERM, then SIGKILL. Each run's
-//! server gets a temp dir of its own ([`ServerTemp`]), so its temp files
-//! can be listed.
+//! joins the cgroup first), or the child of a wrapper that is (`[server]
+//! wrapper`: Litestream). Stopped with SIGTERM to the child (a wrapper passes
+//! it on), then SIGKILL. Each run's server gets a temp dir of its own
+//! ([`ServerTemp`]), so its temp files can be listed.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
 
 use super::server::{BoxFuture, Launch, Server, ServerProcess, StartError, tail};
 use super::{Machine, MachineError};
@@ -71,26 +73,41 @@ impl ServerTemp {
     }
 }
 
-/// Starts the server by `command` on loopback ports, with its database and
-/// log as `launch` says, and waits until `/healthz` answers.
-pub async fn start(mut command: Command, launch: Launch<'_>) -> Result<Server, StartError> {
+/// Starts the server inside `machine` on loopback ports, with its database,
+/// log and wrapper as `launch` says, and waits until `/healthz` answers.
+pub async fn start(machine: &dyn LocalMachine, launch: Launch<'_>) -> Result<Server, StartError> {
     let log = launch.log;
-    let log_file = std::fs::File::create(log).map_err(|source| StartError::Spawn {
-        program: log.to_owned(),
-        source,
-    })?;
-    let mut child = command
-        .arg("--db")
-        .arg(launch.db)
-        .args([
+    let mut server: Vec<OsString> = vec![launch.binary.into(), "--db".into(), launch.db.into()];
+    server.extend(
+        [
             "--port",
             "0",
             "--listen",
             "127.0.0.1",
             "--debug-listen",
             "127.0.0.1:0",
-        ])
-        .args(launch.args)
+        ]
+        .map(OsString::from),
+    );
+    server.extend(launch.args.iter().map(OsString::from));
+    let wrapped = !launch.wrapper.is_empty();
+    let mut command = match launch.wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = machine.command(Path::new(program));
+            command.args(crate::wrapper::arguments(rest, &server));
+            command
+        }
+        None => {
+            let mut command = machine.command(launch.binary);
+            command.args(&server[1..]);
+            command
+        }
+    };
+    let log_file = std::fs::File::create(log).map_err(|source| StartError::Spawn {
+        program: log.to_owned(),
+        source,
+    })?;
+    let mut child = command
         .env("PS_SHARED_SECRET", launch.secret)
         .env_remove("PS_SHARED_SECRET_FILE")
         .stdin(Stdio::null())
@@ -114,41 +131,49 @@ pub async fn start(mut command: Command, launch: Launch<'_>) -> Result<Server, S
         .take()
         .ok_or_else(|| no_start("no stdout".into()))?;
     let mut lines = BufReader::new(stdout).lines();
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
     let mut next_address = async |parse: fn(&str) -> Option<&str>| -> Result<String, StartError> {
-        let line = tokio::time::timeout(START_TIMEOUT, lines.next_line())
-            .await
-            .map_err(|_| no_start(format!("no address printed within {START_TIMEOUT:?}")))?
-            .map_err(|e| no_start(format!("reading its stdout: {e}")))?
-            .ok_or_else(|| no_start("exited before printing its address".into()))?;
-        parse(&line)
-            .map(str::to_owned)
-            .ok_or_else(|| no_start(format!("unexpected output {line:?}")))
+        loop {
+            let line = tokio::time::timeout_at(deadline, lines.next_line())
+                .await
+                .map_err(|_| no_start(format!("no address printed within {START_TIMEOUT:?}")))?
+                .map_err(|e| no_start(format!("reading its stdout: {e}")))?
+                .ok_or_else(|| no_start("exited before printing its address".into()))?;
+            match parse(&line) {
+                Some(address) => return Ok(address.to_owned()),
+                // A wrapper may print lines of its own first.
+                None if wrapped => continue,
+                None => return Err(no_start(format!("unexpected output {line:?}"))),
+            }
+        }
     };
     let base_url = next_address(run_format::startup::parse_listening).await?;
     let debug_url = next_address(run_format::startup::parse_debug_listening).await?;
     wait_healthy_until(&base_url, Instant::now() + START_TIMEOUT)
         .await
         .map_err(no_start)?;
-    let process = LocalProcess {
-        child,
-        pid,
-        _stdout: lines,
+    // What the server prints later, and a wrapper's output, never fills the pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // The sampler and the events follow the server itself, not its wrapper.
+    let server_pid = match wrapped {
+        true => crate::wrapper::find_server(pid, launch.binary)
+            .ok_or_else(|| no_start(format!("no {} under the wrapper", launch.binary.display())))?,
+        false => pid,
     };
+    let process = LocalProcess { child, pid };
     Ok(Server::new(
         Box::new(process),
-        pid,
+        server_pid,
         base_url,
         debug_url,
         log.to_owned(),
     ))
 }
 
-/// The server as a child of the rig.
+/// The server (or its wrapper) as a child of the rig.
 struct LocalProcess {
     child: Child,
     pid: u32,
-    /// Kept open so the server never writes to a closed pipe.
-    _stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl ServerProcess for LocalProcess {

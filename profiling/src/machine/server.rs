@@ -23,6 +23,9 @@ pub struct Launch<'a> {
     pub log: &'a Path,
     /// `PS_SHARED_SECRET`.
     pub secret: &'a str,
+    /// The command the server runs under (`[server] wrapper`, resolved but
+    /// for `{server}`); empty: none. Local modes only.
+    pub wrapper: &'a [String],
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,10 +5,10 @@ use plotters::prelude::*;
 
 use super::axes::{Axes, chart, mesh, split_panel};
 use super::legend::{Legend, Swatch, draw_legend};
-use super::series::{band, line, marks, segments};
+use super::series::{band, line, line_of, marks, segments};
 use super::{
-    ANON, CLEAN, DIRTY, FILE_LINES, FONT, Figure, INK, MIB, PROCESS_LINES, RATE_LINES, RED,
-    Result2, WORKING_SET,
+    ANON, CLEAN, DIRTY, FILE_LINES, FONT, Figure, GROUP_TINTS, INK, MIB, PROCESS_LINES, RATE_LINES,
+    RED, Result2, WORKING_SET,
 };
 use crate::timeline::Layer;
 
@@ -69,6 +69,20 @@ pub(super) fn machine<DB: DrawingBackend>(
         WORKING_SET,
         2,
     )?;
+    // With more than the server in the group (a wrapper), each one's anon.
+    if t.processes.len() > 1 {
+        for (i, (name, col)) in t.processes.iter().enumerate() {
+            let tint = GROUP_TINTS[i % GROUP_TINTS.len()];
+            line_of(
+                &mut chart,
+                &mut legend,
+                (&t.t_s, col),
+                &format!("anon: {name}"),
+                tint,
+                2,
+            )?;
+        }
+    }
     if let Some(l) = fig.limit_bytes {
         let y = l / MIB;
         chart

@@ -107,7 +107,7 @@ pub(super) fn segments(t: &[f64], col: &[Option<f64>], scale: f64) -> Vec<Vec<(f
     out
 }
 
-/// Draws a column as a line (in MiB); adds it to the legend when it has figures.
+/// Draws a layer as a line (in MiB); adds it to the legend when it has figures.
 pub(super) fn line<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
     legend: &mut Legend,
@@ -116,7 +116,26 @@ pub(super) fn line<'a, DB: DrawingBackend + 'a>(
     color: RGBColor,
     width: u32,
 ) -> Result2<()> {
-    let segs = segments(&t.t_s, t.col(layer), MIB);
+    line_of(
+        chart,
+        legend,
+        (&t.t_s, t.col(layer)),
+        layer.label(),
+        color,
+        width,
+    )
+}
+
+/// Draws any column as a line (in MiB), labelled `label` in the legend.
+pub(super) fn line_of<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    legend: &mut Legend,
+    (t_s, col): (&[f64], &[Option<f64>]),
+    label: &str,
+    color: RGBColor,
+    width: u32,
+) -> Result2<()> {
+    let segs = segments(t_s, col, MIB);
     if segs.is_empty() {
         return Ok(());
     }
@@ -124,7 +143,7 @@ pub(super) fn line<'a, DB: DrawingBackend + 'a>(
     chart
         .draw_series(segs.into_iter().map(|s| PathElement::new(s, style)))
         .map_err(|e| e.to_string())?;
-    legend.push((layer.label().to_owned(), Swatch::Line(color, width)));
+    legend.push((label.to_owned(), Swatch::Line(color, width)));
     Ok(())
 }
 

@@ -85,6 +85,11 @@ impl TestServer {
         for (key, value) in envs {
             spawn = spawn.env(key, value);
         }
+        Self::from_spawn(spawn)
+    }
+
+    /// Starts the server as `spawn` says (a wrapper, its environment).
+    pub fn from_spawn(spawn: testkit::Spawn) -> Self {
         let process = spawn.start().unwrap_or_else(|e| panic!("{e}"));
         TestServer {
             base: process.base.clone(),
@@ -200,6 +205,11 @@ impl TestServer {
         self.process
             .stop_with(signal, deadline)
             .unwrap_or_else(|e| panic!("after {signal}: {e}"))
+    }
+
+    /// SIGKILLs it and every process it started (a wrapper's server).
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 
     pub fn log_text(&self) -> String {
