@@ -69,7 +69,7 @@ echo "== sharerig-dev serve: PORT=$port (VM: $env_PORT), PS_DEBUG_LISTEN=$debug_
 
 export SHARERIG_DATA="$tmp/data" SHARERIG_STATE="$tmp/run" SHARERIG_SERVER_BIN="$bin"
 PORT=$port PS_DB=$db PS_DEBUG_LISTEN=$debug_listen PS_BEHIND_PROXY=$env_PS_BEHIND_PROXY \
-  PS_SHARED_SECRET="dev-check-$RANDOM" \
+  PS_SHARED_SECRET="dev-check-$RANDOM$RANDOM" \
   scripts/sharerig-dev.sh serve >"$tmp/stdout" 2>"$tmp/stderr" &
 serve_pid=$!
 

@@ -78,7 +78,7 @@ pub fn summarise(samples: &[Sample]) -> Option<GroupSummary> {
         return None;
     }
     let mut processes: Vec<ProcessPeaks> = by_name.into_values().collect();
-    processes.sort_by(|a, b| b.peak_anon_bytes.cmp(&a.peak_anon_bytes));
+    processes.sort_by_key(|p| std::cmp::Reverse(p.peak_anon_bytes));
     ratios.sort_by(f64::total_cmp);
     Some(GroupSummary {
         processes,
