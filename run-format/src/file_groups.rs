@@ -125,6 +125,14 @@ pub fn pattern(name: &str) -> String {
 }
 
 fn component_pattern(name: &str) -> String {
+    // An `O_TMPFILE` file has no name; the kernel shows `#<inode>`. SQLite
+    // makes its temp files so on Linux (a VACUUM's copy of the database).
+    if let Some(inode) = name.strip_prefix('#')
+        && !inode.is_empty()
+        && inode.chars().all(|c| c.is_ascii_digit())
+    {
+        return "#*".to_owned();
+    }
     let mut out = String::with_capacity(name.len());
     let mut token = String::new();
     for c in name.chars() {
@@ -164,6 +172,7 @@ mod tests {
                 "sharerig-multipart-*.part",
             ),
             ("etilqs_3f9a0c1d", "etilqs_*"),
+            ("tmp/#10077140", "tmp/#*"),
             ("store.db-wal", "store.db-wal"),
             ("upload-42/chunk_7.bin", "upload-*/chunk_*.bin"),
             // Short or single-case words stay: they are names, not ids.
