@@ -23,31 +23,20 @@ pub(crate) struct Status {
 }
 
 impl Status {
+    /// One read, parsed by `memstat` (the server's own `/proc` reader; its
+    /// `read` also lists the fds, which a 2 ms poll does not need).
     pub(crate) fn read(pid: u32) -> Result<Status> {
         let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .with_context(|| format!("reading /proc/{pid}/status"))?;
-        let mut status = Status::default();
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once(':') else {
-                continue;
-            };
-            let number = || {
-                value
-                    .split_whitespace()
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            match key {
-                "VmRSS" => status.vm_rss_kib = number(),
-                "VmHWM" => status.vm_hwm_kib = number(),
-                "RssAnon" => status.rss_anon_kib = number(),
-                "RssFile" => status.rss_file_kib = number(),
-                "Threads" => status.threads = number(),
-                _ => {}
-            }
-        }
-        Ok(status)
+        let m = memstat::process::parse_status(&text)
+            .with_context(|| format!("parsing /proc/{pid}/status"))?;
+        Ok(Status {
+            vm_rss_kib: m.vm_rss_bytes / 1024,
+            vm_hwm_kib: m.vm_hwm_bytes / 1024,
+            rss_anon_kib: m.rss_anon_bytes / 1024,
+            rss_file_kib: m.rss_file_bytes / 1024,
+            threads: m.threads,
+        })
     }
 }
 
